@@ -1,0 +1,182 @@
+// Package backend is the contract between the runner and the system kinds
+// (Nix, Guix): what a backend must plan and do for a host, in which phases.
+//
+// A backend is two things kept in step: pure argv planners, which `deploy
+// eval` prints, and the methods that run exactly those argv through the
+// hosts.Executor seam. Both are built from the same argv functions, so the
+// dry run cannot drift from what a deploy does.
+package backend
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"cuedeploy.dev/cuedeploy/hosts"
+	"cuedeploy.dev/cuedeploy/schema"
+)
+
+// Phases of a host's pipeline, in order.
+const (
+	PhaseEval     = "eval"
+	PhaseConnect  = "connect"
+	PhaseBuild    = "build"
+	PhaseCopy     = "copy"
+	PhaseActivate = "activate"
+	PhaseRollback = "rollback"
+	PhaseDone     = "done"
+)
+
+// Where a step runs.
+const (
+	OnLocal  = "local"
+	OnTarget = "target"
+)
+
+// Placeholders stand in plans for values a deploy learns as it runs.
+const (
+	PlaceDrv          = "<drv>"           // the system's derivation
+	PlaceOut          = "<system>"        // the system's store path
+	PlaceMissing      = "<missing-paths>" // store paths the host lacks
+	PlacePrevious     = "<previous-generation>"
+	PlacePreviousPath = "<previous-system>"
+	PlaceFailedGen    = "<failed-generation>"
+)
+
+// Step is one command of a plan.
+type Step struct {
+	Phase string `json:"phase"`
+	// On is "local" (the deployer) or "target" (the host, over SSH).
+	On string `json:"on"`
+	// Argv is the exact command. Values not known before the run are
+	// placeholders (see Place*) unless the plan was instantiated.
+	Argv []string `json:"argv"`
+	// StdinFrom, when set, is a local command whose output is streamed to
+	// this step's standard input over the host's connection.
+	StdinFrom []string `json:"stdinFrom,omitempty"`
+	// Root is true for a target command that runs as root (through sudo when
+	// the SSH user is not root).
+	Root bool `json:"root,omitempty"`
+	// When says under which condition the step runs, for steps that do not
+	// always run ("missing paths", "activation failed", ...).
+	When string `json:"when,omitempty"`
+	// Batch is true when one process serves every selected host of this
+	// backend; Argv then lists all of them.
+	Batch bool `json:"batch,omitempty"`
+}
+
+// Target is one selected host in a run and what the run has learned of it.
+type Target struct {
+	Host *schema.Host
+	// Drv is the system's derivation, set by Instantiate.
+	Drv string
+	// Out is the system's store path, set by Instantiate.
+	Out string
+}
+
+// State is what a host runs and boots.
+type State struct {
+	// Current is the system running now, or "".
+	Current string `json:"current,omitempty"`
+	// Profile is the system the profile points at (the one that boots), or "".
+	Profile string `json:"profile,omitempty"`
+	// Generation is the profile's current generation number, or 0 if none.
+	Generation int `json:"generation,omitempty"`
+}
+
+// Reached reports whether a host in state s already has out for goal: no
+// copy and no activation is needed.
+func (s State) Reached(goal, out string) bool {
+	switch goal {
+	case "switch":
+		return s.Current == out && s.Profile == out
+	case "boot":
+		return s.Profile == out
+	case "test":
+		return s.Current == out
+	}
+	return false // dry-activate always runs: it reports what would change
+}
+
+// CopyStats tells what a copy sent.
+type CopyStats struct {
+	Paths int   `json:"paths"` // store paths sent
+	Bytes int64 `json:"bytes"` // bytes streamed to the host
+}
+
+// FieldError is a host setting a backend cannot honour. Path is relative to
+// the host ("activation", "guix.channels").
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+// Backend is one system kind. Every method that runs commands does so
+// through the executors it is given; methods on one target are called from
+// one goroutine, methods on different targets concurrently.
+type Backend interface {
+	// Name is "nix" or "guix".
+	Name() string
+	// Check reports settings of h this backend cannot honour.
+	Check(h *schema.Host) []FieldError
+	// Plan returns, for each target, every step a deploy runs, in order.
+	// It is pure: it runs nothing and fills placeholders from what the
+	// targets already know (Drv, Out).
+	Plan(ts []*Target) [][]Step
+	// Instantiate evaluates the systems of ts on the deployer, in as few
+	// processes as it can, setting Drv and Out. errs[i] is target i's error.
+	Instantiate(ctx context.Context, local hosts.Executor, ts []*Target) (errs []error)
+	// Build realises on the deployer the systems of ts whose Host.Build is
+	// "local", in one batch, and keeps GC roots for them. errs[i] is target
+	// i's error (nil for targets built on the host).
+	Build(ctx context.Context, local hosts.Executor, ts []*Target) (errs []error)
+	// State reads what the host runs now.
+	State(ctx context.Context, remote hosts.Executor, t *Target) (State, error)
+	// Push makes Out valid on the host: it copies the closure of Out (build
+	// local) or of Drv and realises it there (build target), sending only
+	// what the host lacks. The phase of a failure is in the *PhaseError.
+	Push(ctx context.Context, local, remote hosts.Executor, t *Target) (CopyStats, error)
+	// Activate makes the host reach goal with Out.
+	Activate(ctx context.Context, remote hosts.Executor, t *Target, goal string) error
+	// Rollback returns the host to prev after a failed activation.
+	Rollback(ctx context.Context, remote hosts.Executor, t *Target, goal string, prev State) error
+}
+
+// PhaseError names the phase a failure happened in.
+type PhaseError struct {
+	Phase string
+	Err   error
+}
+
+func (e *PhaseError) Error() string { return e.Phase + ": " + e.Err.Error() }
+func (e *PhaseError) Unwrap() error { return e.Err }
+
+var registry = map[string]Backend{}
+
+// Register makes b available under b.Name(). Backends register from their
+// package's init; the deploy command imports them.
+func Register(b Backend) {
+	if _, dup := registry[b.Name()]; dup {
+		panic(fmt.Sprintf("backend %q registered twice", b.Name()))
+	}
+	registry[b.Name()] = b
+}
+
+// For returns the backend of h, or an error when none is registered.
+func For(h *schema.Host) (Backend, error) {
+	b, ok := registry[h.Backend()]
+	if !ok {
+		return nil, fmt.Errorf("host %q: no backend %q", h.Name, h.Backend())
+	}
+	return b, nil
+}
+
+// Names lists the registered backends.
+func Names() []string {
+	var ns []string
+	for n := range registry {
+		ns = append(ns, n)
+	}
+	sort.Strings(ns)
+	return ns
+}

@@ -1,0 +1,3 @@
+module cuedeploy.dev/cuedeploy
+
+go 1.26.8
