@@ -68,6 +68,8 @@ type Step struct {
 // Target is one selected host in a run and what the run has learned of it.
 type Target struct {
 	Host *schema.Host
+	// Deployment is the deployment's name (GC roots carry it).
+	Deployment string
 	// Drv is the system's derivation, set by Instantiate.
 	Drv string
 	// Out is the system's store path, set by Instantiate.

@@ -1,0 +1,144 @@
+// Package nix is the backend for NixOS-style hosts: it instantiates and
+// realises systems with the nix command-line tools, copies closures over the
+// host's SSH connection, and activates profile generations as nixos-rebuild
+// does.
+//
+// This file holds the pure argv builders; nix.go runs exactly these.
+package nix
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Profile is the system profile on a NixOS host.
+const Profile = "/nix/var/nix/profiles/system"
+
+// Options are settings of a run that change the local nix commands.
+type Options struct {
+	// NixOptions are passed to every local nix command as --option NAME
+	// VALUE, in name order (deploy --nix-option NAME=VALUE).
+	NixOptions map[string]string
+	// GCRootDir is where GC roots for deployed systems are kept; "" means
+	// /nix/var/nix/gcroots/cuedeploy (or the per-user directory for a
+	// user other than root).
+	GCRootDir string
+}
+
+func (o Options) options() []string {
+	names := make([]string, 0, len(o.NixOptions))
+	for n := range o.NixOptions {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var argv []string
+	for _, n := range names {
+		argv = append(argv, "--option", n, o.NixOptions[n])
+	}
+	return argv
+}
+
+// instantiateArgv evaluates several attributes of one file in one process;
+// nix-instantiate prints one .drv per attribute, in order.
+func (o Options) instantiateArgv(file string, args map[string]string, attrs []string) []string {
+	argv := append([]string{"nix-instantiate"}, o.options()...)
+	names := make([]string, 0, len(args))
+	for n := range args {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		argv = append(argv, "--argstr", n, args[n])
+	}
+	argv = append(argv, file)
+	for _, a := range attrs {
+		argv = append(argv, "-A", a)
+	}
+	return argv
+}
+
+// flakeEvalArgv evaluates the toplevel .drv of several configurations of
+// one flake in one process, as a JSON object from name to path.
+func (o Options) flakeEvalArgv(ref string, names []string) []string {
+	var apply strings.Builder
+	apply.WriteString("c: {")
+	for _, n := range names {
+		fmt.Fprintf(&apply, " %q = c.%q.config.system.build.toplevel.drvPath;", n, n)
+	}
+	apply.WriteString(" }")
+	argv := append([]string{"nix", "--extra-experimental-features", "nix-command flakes"}, o.options()...)
+	return append(argv, "eval", "--json", "--no-write-lock-file",
+		ref+"#nixosConfigurations", "--apply", apply.String())
+}
+
+// outputsArgv prints the output path of each derivation, in order.
+func (o Options) outputsArgv(drvs []string) []string {
+	argv := append([]string{"nix-store"}, o.options()...)
+	return append(append(argv, "--query", "--outputs"), drvs...)
+}
+
+// realiseArgv builds every derivation in one process; --keep-going builds
+// the rest when one fails, so one broken host does not stop the others.
+func (o Options) realiseArgv(drvs []string) []string {
+	argv := append([]string{"nix-store"}, o.options()...)
+	return append(append(argv, "--realise", "--keep-going"), drvs...)
+}
+
+// invalidArgv prints which of paths are not valid in the store it runs
+// against.
+func invalidArgv(paths []string) []string {
+	return append([]string{"nix-store", "--check-validity", "--print-invalid"}, paths...)
+}
+
+// requisitesArgv prints the closure of paths, dependencies first.
+func (o Options) requisitesArgv(paths []string) []string {
+	argv := append([]string{"nix-store"}, o.options()...)
+	return append(append(argv, "--query", "--requisites"), paths...)
+}
+
+// exportArgv writes paths as one archive stream.
+func (o Options) exportArgv(paths []string) []string {
+	argv := append([]string{"nix-store"}, o.options()...)
+	return append(append(argv, "--export"), paths...)
+}
+
+// importArgv reads an archive stream into the host's store.
+func importArgv() []string { return []string{"nix-store", "--import"} }
+
+// substituteArgv lets the host fetch what its substituters have.
+func substituteArgv(paths []string) []string {
+	return append([]string{"nix-store", "--realise", "--ignore-unknown"}, paths...)
+}
+
+// remoteRealiseArgv builds a derivation on the host.
+func remoteRealiseArgv(drv string) []string {
+	return []string{"nix-store", "--realise", drv}
+}
+
+// stateScript prints, one per line: the running system, the profile's
+// generation link and the system the profile points at (empty when absent).
+const stateScript = `c=$(readlink -e /run/current-system); g=$(readlink ` + Profile + `); p=$(readlink -e ` + Profile + `); printf '%s\n%s\n%s\n' "$c" "$g" "$p"`
+
+func stateArgv() []string { return []string{"sh", "-c", stateScript} }
+
+// setProfileArgv makes out the profile's new generation.
+func setProfileArgv(out string) []string {
+	return []string{"nix-env", "-p", Profile, "--set", out}
+}
+
+// switchArgv runs the system's activation for goal.
+func switchArgv(system, goal string) []string {
+	return []string{system + "/bin/switch-to-configuration", goal}
+}
+
+func switchGenerationArgv(gen string) []string {
+	return []string{"nix-env", "-p", Profile, "--switch-generation", gen}
+}
+
+func deleteGenerationArgv(gen string) []string {
+	return []string{"nix-env", "-p", Profile, "--delete-generations", gen}
+}
+
+// setsProfile reports whether goal makes a new profile generation.
+func setsProfile(goal string) bool { return goal == "switch" || goal == "boot" }

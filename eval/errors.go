@@ -1,0 +1,98 @@
+package eval
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Pos is a place in a user's CUE file.
+type Pos struct {
+	File string // as given to the loader, made relative to the working directory when shorter
+	Line int
+	Col  int
+}
+
+func (p Pos) String() string {
+	if p.File == "" {
+		return "-"
+	}
+	if p.Line == 0 {
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// Error is one problem in a deployment, at the user's own file and line.
+type Error struct {
+	Pos Pos
+	// Path is the field path in the deployment, such as
+	// hosts."forum-1".ssh.port, or "" for problems of a whole file.
+	Path string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Pos.String())
+	b.WriteString(": ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem a load found, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// sortDedup puts errors in file order and drops repeats.
+func (es Errors) sortDedup() Errors {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i].Pos, es[j].Pos
+		if a.File != b.File {
+			// Errors without a file (tags, the command line) go first.
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		if a.Col != b.Col {
+			return a.Col < b.Col
+		}
+		return es[i].Path < es[j].Path
+	})
+	out := es[:0]
+	seen := map[string]bool{}
+	for _, e := range es {
+		k := e.Error()
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, e)
+	}
+	return out
+}
+
+// relFile shows a file relative to the working directory when that is
+// shorter, as compilers do.
+func relFile(wd, file string) string {
+	if file == "" || wd == "" || !filepath.IsAbs(file) {
+		return file
+	}
+	if r, err := filepath.Rel(wd, file); err == nil && len(r) < len(file) {
+		return r
+	}
+	return file
+}

@@ -1,0 +1,300 @@
+// Package eval loads a deployment: it reads the user's CUE package with the
+// embedded schema overlaid, validates it with errors at the user's own file
+// and line, decodes it into plain Go types, and selects hosts.
+//
+// CUE values never leave this package.
+package eval
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/cuecontext"
+	"cuelang.org/go/cue/load"
+
+	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/schema"
+)
+
+// Options says what to load.
+type Options struct {
+	// Dir is a directory holding one CUE package, inside a CUE module or
+	// not. Default: the working directory.
+	Dir string
+	// Tags are "name=value" pairs for @tag(name) attributes, as cue -t.
+	Tags []string
+	// WorkDir is where file names in errors are made relative to.
+	// Default: the working directory.
+	WorkDir string
+}
+
+// schemaFile is where the schema is overlaid inside the user's module; any
+// position in it is the schema's, not the user's.
+const schemaDir = "cue.mod/pkg/" + schema.ImportPath
+
+var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// Load reads, validates and decodes the deployment in o.Dir. Its error is
+// an Errors listing every problem, in file order.
+func Load(o Options) (*schema.Deployment, error) {
+	l, err := newLoader(o)
+	if err != nil {
+		return nil, err
+	}
+	return l.load()
+}
+
+type loader struct {
+	dir, root, wd string
+	tags          []string
+	user          cue.Value // the user's package as written
+	ctx           *cue.Context
+}
+
+func newLoader(o Options) (*loader, error) {
+	l := &loader{tags: o.Tags, wd: o.WorkDir}
+	if l.wd == "" {
+		l.wd, _ = os.Getwd()
+	}
+	dir := o.Dir
+	if dir == "" {
+		dir = "."
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load %q: %w", dir, err)
+	}
+	l.dir = abs
+	fi, err := os.Stat(abs)
+	if err != nil || !fi.IsDir() {
+		return nil, Errors{{Pos: Pos{File: relFile(l.wd, abs)}, Msg: "not a directory holding a CUE package"}}
+	}
+	l.root = findModuleRoot(abs)
+	return l, nil
+}
+
+// findModuleRoot returns the nearest directory at or above dir that has a
+// cue.mod, or "" when dir is not inside a CUE module.
+func findModuleRoot(dir string) string {
+	for d := dir; ; {
+		if fi, err := os.Stat(filepath.Join(d, "cue.mod")); err == nil && fi.IsDir() {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return ""
+		}
+		d = parent
+	}
+}
+
+func (l *loader) load() (*schema.Deployment, error) {
+	root := l.root
+	overlay := map[string]load.Source{}
+	if root == "" {
+		// Not in a module: make the package's directory a module of its
+		// own, so the schema can still be imported.
+		root = l.dir
+		overlay[filepath.Join(root, "cue.mod", "module.cue")] = load.FromString(
+			"module: \"cuedeploy.local/deployment\"\nlanguage: version: \"v0.9.0\"\n")
+	}
+	l.root = root
+	overlay[filepath.Join(root, schemaDir, "schema.cue")] = load.FromString(schema.Source)
+	cfg := &load.Config{
+		Dir:        l.dir,
+		ModuleRoot: root,
+		Overlay:    overlay,
+		Tags:       l.tags,
+	}
+	insts := load.Instances([]string{"."}, cfg)
+	if len(insts) != 1 {
+		return nil, Errors{{Pos: Pos{File: relFile(l.wd, l.dir)}, Msg: "expected one CUE package"}}
+	}
+	if err := insts[0].Err; err != nil {
+		return nil, l.convert(err, cue.Value{})
+	}
+	l.ctx = cuecontext.New()
+	l.user = l.ctx.BuildInstance(insts[0])
+	if err := l.user.Err(); err != nil {
+		return nil, l.convert(err, l.user)
+	}
+	sch := l.ctx.CompileString(schema.Source, cue.Filename(filepath.Join(root, schemaDir, "schema.cue")))
+	if err := sch.Err(); err != nil {
+		return nil, fmt.Errorf("compile embedded schema: %w", err)
+	}
+	dep := sch.LookupPath(cue.MakePath(cue.Def("Deployment"))).Unify(l.user)
+	if err := dep.Validate(cue.Concrete(true), cue.All()); err != nil {
+		return nil, l.convert(err, l.user)
+	}
+	return l.decode(dep)
+}
+
+// rawHost is a host as CUE holds it, before paths and durations are
+// resolved.
+type rawHost struct {
+	Address    string      `json:"address"`
+	SSH        schema.SSH  `json:"ssh"`
+	Tags       []string    `json:"tags"`
+	Build      string      `json:"build"`
+	Activation string      `json:"activation"`
+	Timeout    string      `json:"timeout"`
+	Substitute bool        `json:"substitute"`
+	Nix        *schema.Nix `json:"nix"`
+	Guix       *struct {
+		Config    string   `json:"config"`
+		LoadPath  []string `json:"loadPath"`
+		Channels  string   `json:"channels"`
+		System    string   `json:"system"`
+		Authorize bool     `json:"authorize"`
+	} `json:"guix"`
+}
+
+func (l *loader) decode(dep cue.Value) (*schema.Deployment, error) {
+	var raw struct {
+		Name  string             `json:"name"`
+		Hosts map[string]rawHost `json:"hosts"`
+	}
+	if err := dep.Decode(&raw); err != nil {
+		return nil, l.convert(err, l.user)
+	}
+	d := &schema.Deployment{Name: raw.Name, Dir: l.dir}
+	names := make([]string, 0, len(raw.Hosts))
+	for n := range raw.Hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var errs Errors
+	for _, n := range names {
+		r := raw.Hosts[n]
+		at := func(field ...string) string { return l.fieldDir(append([]string{"hosts", n}, field...)) }
+		fail := func(msg string, field ...string) {
+			errs = append(errs, l.errorAt(append([]string{"hosts", n}, field...), msg))
+		}
+		if !hostNameRE.MatchString(n) {
+			fail(fmt.Sprintf("host name %q is not valid: use letters, digits, '-', '.' and '_', starting with a letter or digit", n))
+		}
+		h := schema.Host{
+			Name: n, Address: r.Address, SSH: r.SSH, Tags: r.Tags,
+			Build: r.Build, Activation: r.Activation, Substitute: r.Substitute,
+		}
+		if h.Tags == nil {
+			h.Tags = []string{}
+		}
+		if r.Timeout != "" {
+			t, err := time.ParseDuration(r.Timeout)
+			if err != nil || t <= 0 {
+				fail(fmt.Sprintf("timeout %q is not a positive duration such as \"90s\" or \"5m\"", r.Timeout), "timeout")
+			}
+			h.Timeout = t
+		}
+		if h.SSH.IdentityFile != "" {
+			h.SSH.IdentityFile = resolve(at("ssh", "identityFile"), h.SSH.IdentityFile)
+		}
+		switch {
+		case r.Nix != nil && r.Guix != nil:
+			fail("a host runs exactly one system: set nix or guix, not both")
+		case r.Nix == nil && r.Guix == nil:
+			fail("a host runs exactly one system: set nix: {file, attribute} or nix: {flake}, or guix: {config}")
+		case r.Nix != nil:
+			nx := *r.Nix
+			if nx.File != "" {
+				nx.File = resolve(at("nix", "file"), nx.File)
+				if _, err := os.Stat(nx.File); err != nil {
+					fail(fmt.Sprintf("nix file %q does not exist", nx.File), "nix", "file")
+				}
+			} else {
+				ref, attr, _ := strings.Cut(nx.Flake, "#")
+				if isLocalFlake(ref) {
+					ref = resolve(at("nix", "flake"), ref)
+					if _, err := os.Stat(filepath.Join(ref, "flake.nix")); err != nil {
+						fail(fmt.Sprintf("no flake.nix in %q", ref), "nix", "flake")
+					}
+				}
+				nx.Flake = ref + "#" + attr
+			}
+			h.Nix = &nx
+		default:
+			g := r.Guix
+			gx := schema.Guix{System: g.System, Authorize: g.Authorize}
+			gx.Config = resolve(at("guix", "config"), g.Config)
+			if _, err := os.Stat(gx.Config); err != nil {
+				fail(fmt.Sprintf("guix config %q does not exist", gx.Config), "guix", "config")
+			}
+			for i, p := range g.LoadPath {
+				gx.LoadPath = append(gx.LoadPath, resolve(at("guix", "loadPath", fmt.Sprint(i)), p))
+			}
+			if g.Channels != "" {
+				gx.Channels = resolve(at("guix", "channels"), g.Channels)
+				if _, err := os.Stat(gx.Channels); err != nil {
+					fail(fmt.Sprintf("guix channels file %q does not exist", gx.Channels), "guix", "channels")
+				}
+			}
+			h.Guix = &gx
+		}
+		if h.Backend() != "" {
+			if b, err := backend.For(&h); err == nil {
+				for _, fe := range b.Check(&h) {
+					fail(fe.Message, strings.Split(fe.Path, ".")...)
+				}
+			}
+		}
+		d.Hosts = append(d.Hosts, h)
+	}
+	if len(errs) > 0 {
+		return nil, errs.sortDedup()
+	}
+	return d, nil
+}
+
+// isLocalFlake reports whether a flake reference names a local directory.
+func isLocalFlake(ref string) bool {
+	if strings.HasPrefix(ref, "path:") || strings.HasPrefix(ref, "git+file:") {
+		return false // explicit URLs are taken as they are
+	}
+	return ref == "." || strings.HasPrefix(ref, "./") || strings.HasPrefix(ref, "../") || strings.HasPrefix(ref, "/")
+}
+
+// resolve makes p absolute against dir.
+func resolve(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(dir, p)
+}
+
+// fieldDir is the directory of the file that sets the field at path, or the
+// package directory when the value has no file (a -t tag, a default).
+func (l *loader) fieldDir(path []string) string {
+	v := l.user.LookupPath(cuePath(path))
+	if f := v.Pos().Filename(); f != "" && !l.isSchema(f) {
+		return filepath.Dir(f)
+	}
+	return l.dir
+}
+
+func (l *loader) isSchema(file string) bool {
+	return strings.Contains(filepath.ToSlash(file), "/"+schemaDir+"/") || file == ""
+}
+
+// cuePath makes a CUE path from plain field names.
+func cuePath(path []string) cue.Path {
+	sels := make([]cue.Selector, len(path))
+	for i, p := range path {
+		if strings.HasPrefix(p, "#") {
+			sels[i] = cue.Def(p)
+		} else if n, err := strconv.Atoi(p); err == nil && n >= 0 && strconv.Itoa(n) == p {
+			sels[i] = cue.Index(n)
+		} else {
+			sels[i] = cue.Str(p)
+		}
+	}
+	return cue.MakePath(sels...)
+}
+
