@@ -182,3 +182,13 @@ func Names() []string {
 	sort.Strings(ns)
 	return ns
 }
+
+// Registered returns the registered backends by name; the map is a copy the
+// caller may change (to put in a backend configured for a run).
+func Registered() map[string]Backend {
+	m := make(map[string]Backend, len(registry))
+	for n, b := range registry {
+		m[n] = b
+	}
+	return m
+}

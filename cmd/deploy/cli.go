@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+	"github.com/rs/zerolog"
+	"golang.org/x/term"
+
+	"cuedeploy.dev/cuedeploy/eval"
+)
+
+// Exit codes, documented in README.md.
+const (
+	exitOK       = 0 // every selected host reached its goal
+	exitFailed   = 1 // at least one host did not
+	exitInvalid  = 2 // bad input: usage, the deployment, the selector
+	exitInternal = 3 // the deployer itself: missing nix, I/O
+)
+
+// cli is the whole command line; each command is a struct in its own file.
+type cli struct {
+	Dir       string   `short:"C" name:"dir" default:"." help:"Directory of the deployment's CUE package." type:"path"`
+	Tag       []string `short:"t" name:"tag" placeholder:"NAME=VALUE" sep:"none" help:"Set @tag(NAME) in the deployment, as cue -t."`
+	LogLevel  string   `name:"log-level" enum:"debug,info,warn,error" default:"info" help:"Log level (${enum})."`
+	LogFormat string   `name:"log-format" enum:"console,json" default:"console" help:"Log format on stderr (${enum})."`
+
+	Deploy   deployCmd   `cmd:"" default:"withargs" help:"Build, copy and activate the selected hosts (the default command)."`
+	Build    buildCmd    `cmd:"" help:"Build the selected systems and print their store paths."`
+	Eval     evalCmd     `cmd:"" help:"Print the plan of each selected host: every command a deploy runs. Touches no host."`
+	Validate validateCmd `cmd:"" help:"Validate deployments against the schema; no Nix or Guix is run."`
+	Hosts    hostsCmd    `cmd:"" help:"List the selected hosts."`
+	Version  versionCmd  `cmd:"" help:"Print the version."`
+}
+
+// env is what every command's Run receives.
+type env struct {
+	ctx    context.Context
+	stdout io.Writer
+	stderr io.Writer
+	log    zerolog.Logger
+	// tty is true when stderr is a terminal (live status display).
+	tty bool
+	cli *cli
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c cli
+	exited := -1
+	parser, err := kong.New(&c,
+		kong.Name("deploy"),
+		kong.Description("Deploy NixOS and Guix System machines from a deployment written in CUE."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exited = code }),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "deploy: %v\n", err)
+		return exitInternal
+	}
+	kctx, err := parser.Parse(args)
+	if exited >= 0 {
+		return exited // --help
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "deploy: %v\n", err)
+		return exitInvalid
+	}
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, cli: &c}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		e.tty = true
+	}
+	e.log = newLogger(stderr, c.LogLevel, c.LogFormat, e.tty)
+	err = kctx.Run(e)
+	return exitCode(err, stderr)
+}
+
+func newLogger(w io.Writer, level, format string, tty bool) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	var out io.Writer = w
+	if format == "console" {
+		out = zerolog.ConsoleWriter{Out: w, NoColor: !tty, TimeFormat: "15:04:05"}
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+}
+
+// errFailed says a run ended with hosts that did not reach their goal; the
+// hosts' errors were already reported.
+var errFailed = errors.New("some hosts did not reach their goal")
+
+// exitCode prints err once and maps it to the process's exit code.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, errFailed) {
+		return exitFailed
+	}
+	var loadErrs eval.Errors
+	var selErr *eval.SelectError
+	var usage usageError
+	switch {
+	case errors.As(err, &loadErrs):
+		fmt.Fprintln(stderr, loadErrs.Error())
+		n := len(loadErrs)
+		fmt.Fprintf(stderr, "deploy: %d error%s in the deployment; nothing was touched\n", n, plural(n))
+		return exitInvalid
+	case errors.As(err, &selErr), errors.As(err, &usage):
+		fmt.Fprintf(stderr, "deploy: %v\n", err)
+		return exitInvalid
+	}
+	fmt.Fprintf(stderr, "deploy: %v\n", err)
+	return exitInternal
+}
+
+// usageError is wrong input on the command line.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// parseKV parses NAME=VALUE flags.
+func parseKV(flag string, kvs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageError{fmt.Sprintf("%s %q: expected NAME=VALUE", flag, kv)}
+		}
+		m[k] = v
+	}
+	return m, nil
+}

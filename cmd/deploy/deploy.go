@@ -1,0 +1,208 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"cuedeploy.dev/cuedeploy/backend/rollout"
+	"cuedeploy.dev/cuedeploy/hosts"
+	"cuedeploy.dev/cuedeploy/schema"
+)
+
+// runFlags are shared by deploy and build.
+type runFlags struct {
+	selection
+	overrides
+	connection
+	Parallel int           `name:"parallel" short:"j" default:"10" help:"Hosts deployed at once."`
+	FailFast bool          `name:"fail-fast" help:"Stop every other host when one fails."`
+	Timeout  time.Duration `name:"timeout" default:"30m" help:"Bound each host's whole deploy (a host's own timeout wins)."`
+	JSON     bool          `name:"json" help:"Print results as JSON."`
+}
+
+// deployCmd builds, copies and activates the selected hosts.
+type deployCmd struct {
+	runFlags
+}
+
+func (c *deployCmd) Run(e *env) error { return c.run(e, false) }
+
+// buildCmd builds the selected systems and prints their store paths.
+type buildCmd struct {
+	runFlags
+}
+
+func (c *buildCmd) Run(e *env) error { return c.run(e, true) }
+
+func (c *runFlags) run(e *env, buildOnly bool) error {
+	if c.Parallel < 1 {
+		return usageError{"--parallel must be at least 1"}
+	}
+	d, hs, err := c.selected(e)
+	if err != nil {
+		return err
+	}
+	bs, err := c.backends()
+	if err != nil {
+		return err
+	}
+	if err := c.apply(hs, bs); err != nil {
+		return err
+	}
+	obs := newObserver(e, hs)
+	results := rollout.Run(e.ctx, rollout.Request{
+		Deployment: d.Name,
+		Hosts:      hs,
+		Backends:   bs,
+		Local:      hosts.Local{},
+		Dial:       c.dialer(),
+		Parallel:   c.Parallel,
+		FailFast:   c.FailFast,
+		Timeout:    c.Timeout,
+		BuildOnly:  buildOnly,
+		Observer:   obs,
+	})
+	ok := true
+	for _, r := range results {
+		ok = ok && r.Status.OK()
+	}
+	if c.JSON {
+		if err := writeJSON(e, struct {
+			Deployment string           `json:"deployment"`
+			OK         bool             `json:"ok"`
+			Results    []rollout.Result `json:"results"`
+		}{d.Name, ok, results}); err != nil {
+			return err
+		}
+	} else if err := printResults(e.stdout, results, buildOnly); err != nil {
+		return err
+	}
+	if !ok {
+		return errFailed
+	}
+	return nil
+}
+
+func printResults(w io.Writer, rs []rollout.Result, buildOnly bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if buildOnly {
+		fmt.Fprintln(tw, "HOST\tRESULT\tSYSTEM")
+		for _, r := range rs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Host, r.Status, dash(r.System))
+		}
+	} else {
+		fmt.Fprintln(tw, "HOST\tRESULT\tPHASE\tDURATION\tCOPIED\tSYSTEM")
+		for _, r := range rs {
+			copied := "-"
+			if r.Copied.Paths > 0 {
+				copied = fmt.Sprintf("%d paths, %s", r.Copied.Paths, bytes(r.Copied.Bytes))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Status, r.Phase, r.Duration.Round(10*time.Millisecond), copied, dash(r.System))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	counts := map[rollout.Status]int{}
+	for _, r := range rs {
+		counts[r.Status]++
+	}
+	var parts []string
+	for s, n := range counts {
+		parts = append(parts, fmt.Sprintf("%d %s", n, s))
+	}
+	sort.Strings(parts)
+	fmt.Fprintf(w, "\n%d host%s: %s\n", len(rs), plural(len(rs)), strings.Join(parts, ", "))
+	for _, r := range rs {
+		if r.Error != "" {
+			fmt.Fprintf(w, "\n%s (%s, phase %s):\n  %s\n", r.Host, r.Status, r.Phase, strings.ReplaceAll(r.Error, "\n", "\n  "))
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func bytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// observer shows progress on stderr: a live table redrawn in place on a
+// terminal, a log line per event otherwise.
+type observer struct {
+	mu    sync.Mutex
+	e     *env
+	live  bool
+	names []string
+	phase map[string]string
+	drawn int
+	start time.Time
+}
+
+func newObserver(e *env, hs []schema.Host) *observer {
+	o := &observer{e: e, live: e.tty && e.cli.LogFormat == "console", phase: map[string]string{}, start: time.Now()}
+	for _, h := range hs {
+		o.names = append(o.names, h.Name)
+	}
+	return o
+}
+
+func (o *observer) Phase(host, phase string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.phase[host] = phase
+	if o.live {
+		o.draw()
+		return
+	}
+	o.e.log.Debug().Str("host", host).Str("phase", phase).Msg("phase")
+}
+
+func (o *observer) Done(r rollout.Result) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.phase[r.Host] = string(r.Status)
+	if o.live {
+		o.draw()
+		return
+	}
+	var ev *zerolog.Event
+	if r.Status.OK() {
+		ev = o.e.log.Info()
+	} else {
+		ev = o.e.log.Error().Str("error", r.Error)
+	}
+	ev.Str("host", r.Host).Str("result", string(r.Status)).Str("phase", r.Phase).Dur("took", r.Duration).Msg("host done")
+}
+
+// draw redraws the status table over the previous one.
+func (o *observer) draw() {
+	var b strings.Builder
+	if o.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", o.drawn)
+	}
+	for _, n := range o.names {
+		fmt.Fprintf(&b, "\x1b[2K  %-24s %s\n", n, o.phase[n])
+	}
+	fmt.Fprintf(&b, "\x1b[2K  %s elapsed\n", time.Since(o.start).Round(100*time.Millisecond))
+	o.drawn = len(o.names) + 1
+	io.WriteString(o.e.stderr, b.String())
+}

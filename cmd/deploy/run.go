@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/backend/nix"
+	"cuedeploy.dev/cuedeploy/backend/rollout"
+	"cuedeploy.dev/cuedeploy/hosts"
+	"cuedeploy.dev/cuedeploy/schema"
+)
+
+// overrides are flags that change what the deployment says for this run.
+type overrides struct {
+	Goal      string   `name:"goal" enum:",switch,boot,test,dry-activate" default:"" help:"Activation goal for every selected host, instead of each host's activation."`
+	BuildAt   string   `name:"build" enum:",local,target" default:"" help:"Where to build (local or target), instead of each host's build."`
+	NixOption []string `name:"nix-option" placeholder:"NAME=VALUE" sep:"none" help:"Pass --option NAME VALUE to local nix commands (e.g. substituters=)."`
+}
+
+// apply changes the selected hosts as the flags say and checks that their
+// backends can still honour them.
+func (o overrides) apply(hs []schema.Host, bs map[string]backend.Backend) error {
+	for i := range hs {
+		h := &hs[i]
+		if o.Goal != "" {
+			h.Activation = o.Goal
+		}
+		if o.BuildAt != "" {
+			h.Build = o.BuildAt
+		}
+		if b, ok := bs[h.Backend()]; ok && (o.Goal != "" || o.BuildAt != "") {
+			for _, fe := range b.Check(h) {
+				return usageError{fmt.Sprintf("host %q: %s: %s", h.Name, fe.Path, fe.Message)}
+			}
+		}
+	}
+	return nil
+}
+
+// backends are the registered backends with the nix one configured by the
+// flags.
+func (o overrides) backends() (map[string]backend.Backend, error) {
+	opts, err := parseKV("--nix-option", o.NixOption)
+	if err != nil {
+		return nil, err
+	}
+	bs := backend.Registered()
+	bs["nix"] = nix.New(nix.Options{NixOptions: opts})
+	return bs, nil
+}
+
+// connection are the flags of the SSH transport.
+type connection struct {
+	ConnectTimeout    time.Duration `name:"connect-timeout" default:"10s" help:"Give up connecting to a host after this long."`
+	AcceptNewHostKeys bool          `name:"accept-new-host-keys" help:"Accept and record the key of a host not yet in known_hosts (a changed key is always refused)."`
+}
+
+func (c connection) dialer() func(ctx context.Context, h *schema.Host) (rollout.Conn, error) {
+	return func(ctx context.Context, h *schema.Host) (rollout.Conn, error) {
+		return hosts.Dial(ctx, hosts.DialOptions{
+			Name:              h.Name,
+			Address:           h.Address,
+			Port:              h.SSH.Port,
+			User:              h.SSH.User,
+			IdentityFile:      h.SSH.IdentityFile,
+			HostKey:           h.SSH.HostKey,
+			JumpHost:          h.SSH.JumpHost,
+			Sudo:              h.SSH.Sudo,
+			AcceptNewHostKeys: c.AcceptNewHostKeys,
+			ConnectTimeout:    c.ConnectTimeout,
+		})
+	}
+}

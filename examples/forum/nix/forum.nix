@@ -1,0 +1,72 @@
+# The web forum's systems, as plain derivations: no nixpkgs is needed, so the
+# example runs anywhere nix runs. Each system sits at the attribute path real
+# NixOS uses (nixosConfigurations.NAME.config.system.build.toplevel) and has
+# bin/switch-to-configuration, which points /run/current-system at itself
+# and records the goal in /run/cuedeploy-example/activations.
+#
+# Arguments come from the deployment's CUE (nix.args), as --argstr.
+{ env ? "dev", servers ? "2", motd ? "Welcome to the forum", release ? "1"
+, failActivation ? "" }:
+let
+  count = builtins.fromJSON servers;
+  names = [ "lb" ] ++ builtins.genList (i: "forum-${toString (i + 1)}") count;
+
+  # The forum application: one derivation shared by every forum server, so a
+  # batched build makes it once.
+  forumApp = derivation {
+    name = "forum-app-${release}";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    PATH = "/usr/bin:/bin";
+    args = [ "-c" ''
+      mkdir -p $out/bin
+      printf '#!/bin/sh\necho "forum release ${release}"\n' > $out/bin/forum
+      chmod +x $out/bin/forum
+    '' ];
+  };
+
+  mkSystem = name:
+    let
+      role = if name == "lb" then "lb" else "forum";
+      config = if role == "lb"
+        then "upstreams ${toString (builtins.tail names)}"
+        else "app ${forumApp}\nmotd ${motd}";
+      fail = builtins.elem name (builtins.filter (x: x != "") (builtins.split "," failActivation));
+    in {
+      config.system.build.toplevel = derivation {
+        name = "nixos-system-${name}";
+        system = builtins.currentSystem;
+        builder = "/bin/sh";
+        PATH = "/usr/bin:/bin";
+        hostName = name;
+        inherit role config env;
+        failActivation = if fail then "1" else "";
+        args = [ "-c" ''
+          mkdir -p $out/bin $out/etc
+          echo "$hostName" > $out/etc/hostname
+          printf 'env %s\nrole %s\n%s\n' "$env" "$role" "$config" > $out/etc/forum.conf
+          cat > $out/bin/switch-to-configuration <<EOF
+          #!/bin/sh
+          # Stand-in for NixOS's switch-to-configuration (example system).
+          goal="\$1"
+          mkdir -p /run/cuedeploy-example
+          case "\$goal" in
+            switch|test) ln -sfn $out /run/current-system ;;
+            boot|dry-activate) ;;
+            *) echo "switch-to-configuration: unknown goal \$goal" >&2; exit 2 ;;
+          esac
+          echo "\$goal $out" >> /run/cuedeploy-example/activations
+          if [ -n "$failActivation" ] && [ "\$goal" != dry-activate ]; then
+            echo "activation of $hostName failed: a unit did not start" >&2
+            exit 1
+          fi
+          EOF
+          sed -i 's/^          //' $out/bin/switch-to-configuration
+          chmod +x $out/bin/switch-to-configuration
+        '' ];
+      };
+    };
+in {
+  nixosConfigurations = builtins.listToAttrs
+    (map (name: { inherit name; value = mkSystem name; }) names);
+}
