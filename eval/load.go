@@ -297,4 +297,3 @@ func cuePath(path []string) cue.Path {
 	}
 	return cue.MakePath(sels...)
 }
-
