@@ -102,7 +102,7 @@ func printResults(w io.Writer, rs []rollout.Result, buildOnly bool) error {
 		for _, r := range rs {
 			copied := "-"
 			if r.Copied.Paths > 0 {
-				copied = fmt.Sprintf("%d paths, %s", r.Copied.Paths, bytes(r.Copied.Bytes))
+				copied = fmt.Sprintf("%d paths, %s", r.Copied.Paths, humanBytes(r.Copied.Bytes))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Status, r.Phase, r.Duration.Round(10*time.Millisecond), copied, dash(r.System))
 		}
@@ -135,7 +135,7 @@ func dash(s string) string {
 	return s
 }
 
-func bytes(n int64) string {
+func humanBytes(n int64) string {
 	switch {
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
@@ -190,7 +190,7 @@ func (o *observer) Done(r rollout.Result) {
 	} else {
 		ev = o.e.log.Error().Str("error", r.Error)
 	}
-	ev.Str("host", r.Host).Str("result", string(r.Status)).Str("phase", r.Phase).Dur("took", r.Duration).Msg("host done")
+	ev.Str("host", r.Host).Str("result", string(r.Status)).Str("phase", r.Phase).Str("took", r.Duration.Round(time.Millisecond).String()).Msg("host done")
 }
 
 // draw redraws the status table over the previous one.

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"cuedeploy.dev/cuedeploy/backend/rollout"
+	"cuedeploy.dev/cuedeploy/hosts/fleet"
+	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
+)
+
+// The end-to-end tests deploy the forum example's cd environment onto a
+// real local fleet (sshd hosts with their own /nix), with the real nix, and
+// check what a user sees: exit codes, output, and the hosts' state.
+
+var deployBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "deploy-bin-")
+	if err != nil {
+		panic(err)
+	}
+	deployBin = filepath.Join(dir, "deploy")
+	if out, err := exec.Command("go", "build", "-o", deployBin, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// forum copies examples/forum into a temporary directory and writes the
+// fleet's CUE into its cd package; it returns the cd package's directory.
+func forum(t *testing.T, f *fleet.Fleet) string {
+	t.Helper()
+	dst := t.TempDir()
+	if out, err := exec.Command("cp", "-r", "../../examples/forum/.", dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy example: %v: %s", err, out)
+	}
+	cd := filepath.Join(dst, "cd")
+	src, err := f.CUE("cd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cd, "localfleet.cue"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cd
+}
+
+type runResult struct {
+	code           int
+	stdout, stderr string
+	took           time.Duration
+}
+
+func deploy(t *testing.T, dir string, args ...string) runResult {
+	t.Helper()
+	argv := append([]string{"-C", dir}, args...)
+	cmd := exec.Command(deployBin, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := runResult{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run deploy: %v", err)
+	}
+	t.Logf("deploy %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	return r
+}
+
+type deployJSON struct {
+	Deployment string           `json:"deployment"`
+	OK         bool             `json:"ok"`
+	Results    []rollout.Result `json:"results"`
+}
+
+// deployJSONRun runs deploy --json and decodes its results by host.
+func deployJSONRun(t *testing.T, dir string, args ...string) (runResult, map[string]rollout.Result) {
+	t.Helper()
+	args = append([]string{"deploy", "--json", "--nix-option", "substituters="}, args...)
+	r := deploy(t, dir, args...)
+	var out deployJSON
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("stdout is not the JSON result: %v\n%s", err, r.stdout)
+	}
+	by := map[string]rollout.Result{}
+	for _, res := range out.Results {
+		by[res.Host] = res
+	}
+	return r, by
+}
+
+// hostState is what a host runs and boots, read from its own directories.
+type hostState struct {
+	current, profile string
+	generations      []string
+	activations      []string
+}
+
+func state(t *testing.T, h fleet.Host) hostState {
+	t.Helper()
+	var s hostState
+	s.current, _ = os.Readlink(h.Path("/run/current-system"))
+	if link, err := os.Readlink(h.Path("/nix/var/nix/profiles/system")); err == nil {
+		s.profile, _ = os.Readlink(h.Path(filepath.Join("/nix/var/nix/profiles", link)))
+	}
+	gens, _ := filepath.Glob(h.Path("/nix/var/nix/profiles/system-*-link"))
+	for _, g := range gens {
+		s.generations = append(s.generations, filepath.Base(g))
+	}
+	if b, err := os.ReadFile(h.Path("/run/cuedeploy-example/activations")); err == nil {
+		s.activations = strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	return s
+}
+
+func connections(t *testing.T, f *fleet.Fleet) map[string]int {
+	t.Helper()
+	m := map[string]int{}
+	for _, h := range f.Hosts {
+		n, err := h.Connections()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[h.Name] = n
+	}
+	return m
+}
+
+func host(t *testing.T, f *fleet.Fleet, name string) fleet.Host {
+	t.Helper()
+	h, ok := f.Host(name)
+	if !ok {
+		t.Fatalf("no fleet host %q", name)
+	}
+	return h
+}
+
+func TestDeployForumOnLocalFleet(t *testing.T) {
+	f := fleettest.Up(t, fleet.Config{Hosts: []string{"lb", "forum-1", "forum-2"}})
+	dir := forum(t, f)
+	names := []string{"lb", "forum-1", "forum-2"}
+
+	t.Run("first deploy", func(t *testing.T) {
+		before := connections(t, f)
+		r, res := deployJSONRun(t, dir)
+		if r.code != 0 {
+			t.Fatalf("exit %d, want 0", r.code)
+		}
+		after := connections(t, f)
+		for _, n := range names {
+			if res[n].Status != rollout.Deployed {
+				t.Errorf("%s: status %q, want deployed (%s)", n, res[n].Status, res[n].Error)
+			}
+			s := state(t, host(t, f, n))
+			if s.current != res[n].System || s.profile != res[n].System {
+				t.Errorf("%s: runs %q and boots %q, want %q", n, s.current, s.profile, res[n].System)
+			}
+			if len(s.generations) != 1 {
+				t.Errorf("%s: generations %v, want one", n, s.generations)
+			}
+			if res[n].Copied.Paths == 0 || res[n].Copied.Bytes == 0 {
+				t.Errorf("%s: copied %+v, want the closure", n, res[n].Copied)
+			}
+			if got := after[n] - before[n]; got != 1 {
+				t.Errorf("%s: %d SSH connections in one run, want exactly 1", n, got)
+			}
+		}
+	})
+
+	t.Run("no-op redeploy", func(t *testing.T) {
+		before := map[string]hostState{}
+		for _, n := range names {
+			before[n] = state(t, host(t, f, n))
+		}
+		r, res := deployJSONRun(t, dir)
+		if r.code != 0 {
+			t.Fatalf("exit %d, want 0", r.code)
+		}
+		for _, n := range names {
+			if res[n].Status != rollout.Unchanged {
+				t.Errorf("%s: status %q, want unchanged", n, res[n].Status)
+			}
+			after := state(t, host(t, f, n))
+			if len(after.generations) != len(before[n].generations) || len(after.activations) != len(before[n].activations) {
+				t.Errorf("%s: a no-op made a generation or an activation: %v -> %v", n, before[n], after)
+			}
+		}
+	})
+
+	t.Run("tag selection touches only tagged hosts", func(t *testing.T) {
+		lbBefore := state(t, host(t, f, "lb"))
+		r, res := deployJSONRun(t, dir, "-t", "release=2", "--on", "tag:forum")
+		if r.code != 0 {
+			t.Fatalf("exit %d, want 0", r.code)
+		}
+		if _, ok := res["lb"]; ok {
+			t.Errorf("lb is in the results of --on tag:forum")
+		}
+		for _, n := range []string{"forum-1", "forum-2"} {
+			if res[n].Status != rollout.Deployed {
+				t.Errorf("%s: status %q, want deployed", n, res[n].Status)
+			}
+			if s := state(t, host(t, f, n)); s.current != res[n].System || len(s.generations) != 2 {
+				t.Errorf("%s: state %+v, want running %s in generation 2", n, s, res[n].System)
+			}
+		}
+		if lbAfter := state(t, host(t, f, "lb")); len(lbAfter.activations) != len(lbBefore.activations) {
+			t.Errorf("lb was activated by a deploy --on tag:forum")
+		}
+	})
+
+	t.Run("build on target", func(t *testing.T) {
+		r, res := deployJSONRun(t, dir, "-t", "release=3", "--on", "forum-1", "--build", "target")
+		if r.code != 0 {
+			t.Fatalf("exit %d, want 0", r.code)
+		}
+		h := host(t, f, "forum-1")
+		got := res["forum-1"]
+		if got.Status != rollout.Deployed {
+			t.Fatalf("status %q, want deployed (%s)", got.Status, got.Error)
+		}
+		if _, err := os.Stat(h.Path(got.Drv)); err != nil {
+			t.Errorf("the derivation was not copied to the host: %v", err)
+		}
+		if s := state(t, h); s.current != got.System {
+			t.Errorf("runs %q, want %q", s.current, got.System)
+		}
+	})
+
+	t.Run("goals", func(t *testing.T) {
+		h := host(t, f, "forum-2")
+		before := state(t, h)
+
+		_, res := deployJSONRun(t, dir, "-t", "release=4", "--on", "forum-2", "--goal", "dry-activate")
+		if s := state(t, h); res["forum-2"].Status != rollout.Deployed || s.current != before.current || s.profile != before.profile {
+			t.Errorf("dry-activate: status %q, state %+v; want nothing changed", res["forum-2"].Status, s)
+		}
+
+		_, res = deployJSONRun(t, dir, "-t", "release=4", "--on", "forum-2", "--goal", "boot")
+		s := state(t, h)
+		if res["forum-2"].Status != rollout.Deployed || s.profile != res["forum-2"].System || s.current != before.current {
+			t.Errorf("boot: status %q, state %+v; want the new system booted, the old one running", res["forum-2"].Status, s)
+		}
+
+		_, res = deployJSONRun(t, dir, "-t", "release=5", "--on", "forum-2", "--goal", "test")
+		s2 := state(t, h)
+		if res["forum-2"].Status != rollout.Deployed || s2.current != res["forum-2"].System || s2.profile != s.profile {
+			t.Errorf("test: status %q, state %+v; want the new system running, the profile as it was", res["forum-2"].Status, s2)
+		}
+
+		_, res = deployJSONRun(t, dir, "-t", "release=5", "--on", "forum-2", "--goal", "switch")
+		s3 := state(t, h)
+		if res["forum-2"].Status != rollout.Deployed || s3.current != res["forum-2"].System || s3.profile != res["forum-2"].System {
+			t.Errorf("switch: status %q, state %+v; want the system running and booted", res["forum-2"].Status, s3)
+		}
+	})
+
+	t.Run("failing activation is rolled back on that host only", func(t *testing.T) {
+		h1, h2 := host(t, f, "forum-1"), host(t, f, "forum-2")
+		before := state(t, h1)
+		r, res := deployJSONRun(t, dir, "-t", "release=6", "-t", "failActivation=forum-1", "--on", "tag:forum")
+		if r.code != 1 {
+			t.Errorf("exit %d, want 1", r.code)
+		}
+		got := res["forum-1"]
+		if got.Status != rollout.RolledBack || !strings.Contains(got.Error, "activation of forum-1 failed") {
+			t.Errorf("forum-1: status %q error %q; want rolled-back with the activation's error", got.Status, got.Error)
+		}
+		after := state(t, h1)
+		if after.current != before.current || after.profile != before.profile || len(after.generations) != len(before.generations) {
+			t.Errorf("forum-1 after rollback: %+v, want as before: %+v", after, before)
+		}
+		if res["forum-2"].Status != rollout.Deployed || state(t, h2).current != res["forum-2"].System {
+			t.Errorf("forum-2: status %q; want deployed while forum-1 failed", res["forum-2"].Status)
+		}
+	})
+
+	t.Run("wrong host key is refused and nothing changes", func(t *testing.T) {
+		other := host(t, f, "forum-2").HostKey
+		// The fleet's file pins the right key; move it aside for this run.
+		fleetFile := filepath.Join(dir, "localfleet.cue")
+		orig, _ := os.ReadFile(fleetFile)
+		lbKey := host(t, f, "lb").HostKey
+		if err := os.WriteFile(fleetFile, bytes.Replace(orig, []byte(lbKey), []byte(other), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.WriteFile(fleetFile, orig, 0o644)
+		before := state(t, host(t, f, "lb"))
+		r, res := deployJSONRun(t, dir, "-t", "release=7", "--on", "lb")
+		if r.code != 1 || res["lb"].Status != rollout.Failed || res["lb"].Phase != "connect" || !strings.Contains(res["lb"].Error, "host key") {
+			t.Errorf("exit %d, lb %+v; want exit 1, failed at connect with a host key error", r.code, res["lb"])
+		}
+		if after := state(t, host(t, f, "lb")); len(after.activations) != len(before.activations) || after.current != before.current {
+			t.Errorf("lb changed although its key was refused")
+		}
+	})
+
+	t.Run("stopped host fails within its timeout, the others carry on", func(t *testing.T) {
+		if err := f.Stop("forum-2"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := f.Start(t.Context(), "forum-2"); err != nil {
+				t.Errorf("restart forum-2: %v", err)
+			}
+		}()
+		r, res := deployJSONRun(t, dir, "-t", "release=8", "--on", "tag:forum", "--connect-timeout", "5s", "--timeout", "60s")
+		if r.code != 1 {
+			t.Errorf("exit %d, want 1", r.code)
+		}
+		if res["forum-2"].Status != rollout.Failed || res["forum-2"].Phase != "connect" {
+			t.Errorf("forum-2: %+v, want failed at connect", res["forum-2"])
+		}
+		if res["forum-1"].Status != rollout.Deployed {
+			t.Errorf("forum-1: %+v, want deployed", res["forum-1"])
+		}
+		if r.took > 30*time.Second {
+			t.Errorf("the run took %s with one host down", r.took)
+		}
+		if !strings.Contains(r.stderr, "forum-2") {
+			t.Errorf("stderr does not name the failed host")
+		}
+	})
+}
