@@ -38,6 +38,9 @@ func archive(l layout, args []string) error {
 		return export(l, rest, recursive, os.Stdout)
 	case "--import":
 		return importArchive(l, os.Stdin)
+	case "--generate-key":
+		_, err := l.signingKey()
+		return err
 	case "--missing":
 		for _, p := range readLines(os.Stdin) {
 			if !l.valid(p) {

@@ -15,7 +15,7 @@
 //	guix system switch-generation N
 //	guix build DRV
 //	guix gc -R PATH...
-//	guix archive --export [-r] PATH... | --import | --missing | --authorize
+//	guix archive --export [-r] PATH... | --import | --missing | --authorize | --generate-key
 //
 // What it keeps faithful to Guix, because the backend and the tests depend on
 // it: the store layout (/gnu/store/HASH-system.drv, /gnu/store/HASH-system
