@@ -29,7 +29,7 @@ func (b *Backend) plan(t *backend.Target) []backend.Step {
 		return backend.Step{Phase: phase, On: backend.OnLocal, Argv: argv}
 	}
 	steps := []backend.Step{
-		{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: VersionArgv(), When: "once per run: guix must be on the deployer"},
+		{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: VersionArgv(), When: "it is the run's first Guix host"},
 		local(backend.PhaseEval, InstantiateArgv(g)),
 		local(backend.PhaseEval, ReadDrvArgv(drv)),
 	}
