@@ -204,6 +204,32 @@ func TestContract(t *testing.T) {
 		}
 		guileRead(t, files...)
 	})
+	t.Run("HostWithAnotherGuix", func(t *testing.T) {
+		// Without a channels file the host's reconfigure evaluates with the
+		// host's own Guix; when that differs from the deployer's, the
+		// system it switches to is not the pushed one, and Activate says so.
+		_, binds := nsDirs(t, "/gnu", "/var/guix", "/run")
+		host := backendtest.Namespace{Name: "other-guix", Binds: binds,
+			Env: append(withPath(bin), "GUIX_STANDIN_REVISION=another-revision")}
+		h := guixHost(dir, "good", "good.scm", "local")
+		h.Guix.Channels = ""
+		tg := &backend.Target{Host: h}
+		b := guix.New()
+		ctx := context.Background()
+		if err := errors.Join(b.Instantiate(ctx, deployer, []*backend.Target{tg})...); err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(b.Build(ctx, deployer, []*backend.Target{tg})...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Push(ctx, deployer, host, tg); err != nil {
+			t.Fatal(err)
+		}
+		err := b.Activate(ctx, host, tg, "switch")
+		if err == nil || !strings.Contains(err.Error(), "pin both with guix.channels") {
+			t.Errorf("Activate with another Guix on the host: %v, want the mismatch explained", err)
+		}
+	})
 	t.Run("SyntaxErrorIsGuilesError", func(t *testing.T) {
 		broken := filepath.Join(t.TempDir(), "broken.scm")
 		b, err := os.ReadFile(filepath.Join(dir, "broken.scm.txt"))
