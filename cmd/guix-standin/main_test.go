@@ -138,4 +138,3 @@ func TestStandin(t *testing.T) {
 		t.Errorf("after roll-back from generation 3 the profile is %q", link)
 	}
 }
-
