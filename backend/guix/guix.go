@@ -50,10 +50,15 @@ func init() { backend.Register(New()) }
 // Backend is the Guix System backend.
 type Backend struct {
 	// GCRoots is the directory on the deployer where Build keeps one GC
-	// root per host (guix system build -r GCRoots/HOST).
+	// root per host (guix system build -r GCRoots/HOST), so that what was
+	// last deployed survives `guix gc`. The default is under /var/guix and
+	// needs a root deployer; guix-daemon registers -r roots indirectly, so
+	// any directory the deployer can write works as well.
 	GCRoots string
-	// Stage is the directory on the host where Push puts the configuration,
-	// load paths and channels file that reconfigure reads.
+	// Stage is the directory on the host where Push puts the configuration
+	// (its whole directory), load paths and channels file that reconfigure
+	// reads. It is under /run: root's, per boot, and per host on the local
+	// fleet.
 	Stage string
 	// Parallel bounds how many guix processes Instantiate and Build run at
 	// once on the deployer.
