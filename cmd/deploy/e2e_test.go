@@ -334,3 +334,47 @@ func TestDeployForumOnLocalFleet(t *testing.T) {
 		}
 	})
 }
+
+// TestDeployFlakeOutsideModule deploys a host whose system is a flake's
+// nixosConfigurations entry, from a CUE package that is not in a CUE module.
+func TestDeployFlakeOutsideModule(t *testing.T) {
+	f := fleettest.Up(t, fleet.Config{Hosts: []string{"web-1"}})
+	dir := t.TempDir()
+	flake := `{
+  outputs = { self }: {
+    nixosConfigurations."web-1".config.system.build.toplevel = derivation {
+      name = "nixos-system-web-1";
+      system = "x86_64-linux"; # flakes are pure: no builtins.currentSystem
+      builder = "/bin/sh";
+      PATH = "/usr/bin:/bin";
+      args = [ "-c" ''
+        mkdir -p $out/bin
+        printf '#!/bin/sh\nln -sfn %s /run/current-system\n' $out > $out/bin/switch-to-configuration
+        chmod +x $out/bin/switch-to-configuration
+      '' ];
+    };
+  };
+}
+`
+	dep := `package web
+
+name: "flake-test"
+hosts: "web-1": nix: flake: ".#web-1"
+`
+	src, err := f.CUE("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"flake.nix": flake, "deployment.cue": dep, "localfleet.cue": string(src)} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, res := deployJSONRun(t, dir)
+	if r.code != 0 || res["web-1"].Status != rollout.Deployed {
+		t.Fatalf("exit %d, web-1 %+v; want deployed", r.code, res["web-1"])
+	}
+	if s := state(t, host(t, f, "web-1")); s.current != res["web-1"].System || !strings.HasSuffix(s.current, "-nixos-system-web-1") {
+		t.Errorf("web-1 runs %q, want %q", s.current, res["web-1"].System)
+	}
+}
