@@ -37,7 +37,7 @@ func targets(hs ...*schema.Host) []*backend.Target {
 // TestPlanGolden pins the exact argv of every step under each option.
 func TestPlanGolden(t *testing.T) {
 	cases := map[string][]*backend.Target{
-		"switch-local": targets(host("web-1", nil)),
+		"switch-local":               targets(host("web-1", nil)),
 		"batched-two-hosts-one-file": targets(host("web-1", nil), host("web-2", nil)),
 		"args-split-batches": targets(
 			host("web-1", func(h *schema.Host) { h.Nix.Args = map[string]string{"release": "2", "env": "prod"} }),
