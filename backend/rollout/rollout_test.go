@@ -1,0 +1,235 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/hosts"
+	"cuedeploy.dev/cuedeploy/schema"
+)
+
+// fakeBackend records what the runner asks of it; hosts named in its maps
+// fail in that phase. It stands in for a real backend only to test the
+// runner's scheduling, which the end-to-end tests cannot pin down.
+type fakeBackend struct {
+	failEval, failBuild, failActivate map[string]bool
+	block                             map[string]bool // Push waits for ctx
+	running, maxRunning               atomic.Int32
+	mu                                sync.Mutex
+	calls                             []string
+	state                             map[string]backend.State
+}
+
+func (f *fakeBackend) record(s string) {
+	f.mu.Lock()
+	f.calls = append(f.calls, s)
+	f.mu.Unlock()
+}
+
+func (*fakeBackend) Name() string                            { return "nix" }
+func (*fakeBackend) Check(*schema.Host) []backend.FieldError { return nil }
+func (*fakeBackend) Plan(ts []*backend.Target) [][]backend.Step {
+	return make([][]backend.Step, len(ts))
+}
+
+func (f *fakeBackend) Instantiate(_ context.Context, _ hosts.Executor, ts []*backend.Target) []error {
+	f.record(fmt.Sprintf("instantiate %d", len(ts)))
+	errs := make([]error, len(ts))
+	for i, t := range ts {
+		if f.failEval[t.Host.Name] {
+			errs[i] = errors.New("eval broke")
+			continue
+		}
+		t.Drv, t.Out = "/nix/store/d-"+t.Host.Name+".drv", "/nix/store/o-"+t.Host.Name
+	}
+	return errs
+}
+
+func (f *fakeBackend) Build(_ context.Context, _ hosts.Executor, ts []*backend.Target) []error {
+	f.record(fmt.Sprintf("build %d", len(ts)))
+	errs := make([]error, len(ts))
+	for i, t := range ts {
+		if f.failBuild[t.Host.Name] {
+			errs[i] = errors.New("build broke")
+		}
+	}
+	return errs
+}
+
+func (f *fakeBackend) State(_ context.Context, _ hosts.Executor, t *backend.Target) (backend.State, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state[t.Host.Name], nil
+}
+
+func (f *fakeBackend) Push(ctx context.Context, _, _ hosts.Executor, t *backend.Target) (backend.CopyStats, error) {
+	n := f.running.Add(1)
+	defer f.running.Add(-1)
+	for {
+		m := f.maxRunning.Load()
+		if n <= m || f.maxRunning.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	if f.block[t.Host.Name] {
+		<-ctx.Done()
+		return backend.CopyStats{}, ctx.Err()
+	}
+	time.Sleep(20 * time.Millisecond) // overlap with other hosts, so the bound is exercised
+	return backend.CopyStats{Paths: 1, Bytes: 10}, nil
+}
+
+func (f *fakeBackend) Activate(_ context.Context, _ hosts.Executor, t *backend.Target, goal string) error {
+	if f.failActivate[t.Host.Name] {
+		return errors.New("unit failed")
+	}
+	f.mu.Lock()
+	f.state[t.Host.Name] = backend.State{Current: t.Out, Profile: t.Out, Generation: f.state[t.Host.Name].Generation + 1}
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeBackend) Rollback(_ context.Context, _ hosts.Executor, t *backend.Target, _ string, prev backend.State) error {
+	f.record("rollback " + t.Host.Name)
+	f.mu.Lock()
+	f.state[t.Host.Name] = prev
+	f.mu.Unlock()
+	return nil
+}
+
+type fakeConn struct{ name string }
+
+func (c fakeConn) Run(context.Context, hosts.Cmd) error { return nil }
+func (c fakeConn) Where() string                        { return c.name }
+func (c fakeConn) Close() error                         { return nil }
+
+func request(f *fakeBackend, n int) Request {
+	var hs []schema.Host
+	for i := 1; i <= n; i++ {
+		hs = append(hs, schema.Host{Name: fmt.Sprintf("h%02d", i), Build: "local", Activation: "switch", Nix: &schema.Nix{File: "/x.nix", Attribute: "a"}})
+	}
+	if f.state == nil {
+		f.state = map[string]backend.State{}
+	}
+	return Request{
+		Deployment: "t", Hosts: hs, Backends: map[string]backend.Backend{"nix": f}, Local: hosts.Local{},
+		Dial: func(_ context.Context, h *schema.Host) (Conn, error) { return fakeConn{h.Name}, nil },
+	}
+}
+
+func byHost(rs []Result) map[string]Result {
+	m := map[string]Result{}
+	for _, r := range rs {
+		m[r.Host] = r
+	}
+	return m
+}
+
+func TestParallelismIsBounded(t *testing.T) {
+	f := &fakeBackend{}
+	req := request(f, 12)
+	req.Parallel = 3
+	rs := Run(context.Background(), req)
+	for _, r := range rs {
+		if r.Status != Deployed {
+			t.Errorf("%s: %s (%s)", r.Host, r.Status, r.Error)
+		}
+	}
+	if got := f.maxRunning.Load(); got != 3 {
+		t.Errorf("at most %d hosts ran at once, want exactly the bound 3", got)
+	}
+	if strings.Join(f.calls, ",") != "instantiate 12,build 12" {
+		t.Errorf("calls %v, want one batched instantiate and one batched build", f.calls)
+	}
+}
+
+func TestFailuresAreNamedWithTheirPhaseAndOthersCarryOn(t *testing.T) {
+	f := &fakeBackend{
+		failEval:     map[string]bool{"h01": true},
+		failBuild:    map[string]bool{"h02": true},
+		failActivate: map[string]bool{"h03": true},
+	}
+	req := request(f, 5)
+	f.state["h03"] = backend.State{Current: "/nix/store/old", Profile: "/nix/store/old", Generation: 4}
+	f.state["h05"] = backend.State{Current: "/nix/store/o-h05", Profile: "/nix/store/o-h05", Generation: 1}
+	rs := byHost(Run(context.Background(), req))
+	want := map[string][2]string{
+		"h01": {string(Failed), "eval"},
+		"h02": {string(Failed), "build"},
+		"h03": {string(RolledBack), "rollback"},
+		"h04": {string(Deployed), "done"},
+		"h05": {string(Unchanged), "done"},
+	}
+	for h, w := range want {
+		if string(rs[h].Status) != w[0] || rs[h].Phase != w[1] {
+			t.Errorf("%s: %s at %s (%s), want %s at %s", h, rs[h].Status, rs[h].Phase, rs[h].Error, w[0], w[1])
+		}
+	}
+	if !strings.Contains(rs["h03"].Error, "generation 4") || !strings.Contains(rs["h03"].Error, "unit failed") {
+		t.Errorf("h03 error %q does not say what failed and where it went back to", rs["h03"].Error)
+	}
+	if f.state["h03"].Current != "/nix/store/old" {
+		t.Errorf("h03 was not rolled back: %+v", f.state["h03"])
+	}
+}
+
+func TestFailFastCancelsTheRest(t *testing.T) {
+	f := &fakeBackend{failActivate: map[string]bool{"h01": true}, block: map[string]bool{"h02": true, "h03": true}}
+	req := request(f, 3)
+	req.FailFast = true
+	done := make(chan []Result)
+	go func() { done <- Run(context.Background(), req) }()
+	select {
+	case rs := <-done:
+		m := byHost(rs)
+		if m["h01"].Status.OK() {
+			t.Errorf("h01: %s, want a failure", m["h01"].Status)
+		}
+		for _, h := range []string{"h02", "h03"} {
+			if m[h].Status != Cancelled {
+				t.Errorf("%s: %s, want cancelled", h, m[h].Status)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("--fail-fast did not stop the hosts still running")
+	}
+}
+
+func TestTimeoutBoundsAHost(t *testing.T) {
+	f := &fakeBackend{block: map[string]bool{"h01": true}}
+	req := request(f, 2)
+	req.Timeout = 100 * time.Millisecond
+	start := time.Now()
+	rs := byHost(Run(context.Background(), req))
+	if rs["h01"].Status != Failed || !strings.Contains(rs["h01"].Error, "timed out after 100ms") {
+		t.Errorf("h01: %s %q, want failed with a timeout", rs["h01"].Status, rs["h01"].Error)
+	}
+	if rs["h02"].Status != Deployed {
+		t.Errorf("h02: %s, want deployed", rs["h02"].Status)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("run took %s", time.Since(start))
+	}
+}
+
+func TestBuildOnlyTouchesNoHost(t *testing.T) {
+	f := &fakeBackend{}
+	req := request(f, 2)
+	req.BuildOnly = true
+	req.Dial = func(context.Context, *schema.Host) (Conn, error) {
+		t.Error("deploy build dialled a host")
+		return nil, errors.New("no")
+	}
+	for _, r := range Run(context.Background(), req) {
+		if r.Status != Built || r.System == "" {
+			t.Errorf("%s: %s %q, want built with a system path", r.Host, r.Status, r.System)
+		}
+	}
+}
