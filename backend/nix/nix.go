@@ -441,10 +441,13 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string) error {
 	if setsProfile(goal) {
 		if err := remote.Run(ctx, hosts.Cmd{Argv: setProfileArgv(t.Out), Privileged: true}); err != nil {
-			return err
+			return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
 		}
 	}
-	return remote.Run(ctx, hosts.Cmd{Argv: switchArgv(t.Out, goal), Privileged: true})
+	if err := remote.Run(ctx, hosts.Cmd{Argv: switchArgv(t.Out, goal), Privileged: true}); err != nil {
+		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
+	}
+	return nil
 }
 
 // Rollback implements backend.Backend.

@@ -342,6 +342,10 @@ func pipeline(ctx context.Context, req Request, b backend.Backend, t *backend.Ta
 	phase(backend.PhaseActivate)
 	if err := b.Activate(ctx, conn, t, goal); err != nil {
 		actErr := err
+		var pe *backend.PhaseError
+		if errors.As(err, &pe) {
+			actErr = pe.Err
+		}
 		phase(backend.PhaseRollback)
 		if goal == "dry-activate" {
 			failed(&backend.PhaseError{Phase: backend.PhaseActivate, Err: actErr})

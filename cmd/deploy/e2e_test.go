@@ -39,21 +39,40 @@ func TestMain(m *testing.M) {
 // forum copies examples/forum into a temporary directory and writes the
 // fleet's CUE into its cd package; it returns the cd package's directory.
 func forum(t *testing.T, f *fleet.Fleet) string {
+	return forumPackage(t, f, "cd", "")
+}
+
+// forumPackage copies examples/forum into a temporary directory, adds
+// package pkg (with source src, unless it exists already) and writes the
+// fleet's CUE into it; it returns the package's directory.
+func forumPackage(t *testing.T, f *fleet.Fleet, pkg, src string) string {
 	t.Helper()
 	dst := t.TempDir()
 	if out, err := exec.Command("cp", "-r", "../../examples/forum/.", dst).CombinedOutput(); err != nil {
 		t.Fatalf("copy example: %v: %s", err, out)
 	}
-	cd := filepath.Join(dst, "cd")
-	src, err := f.CUE("cd")
+	dir := filepath.Join(dst, pkg)
+	if src != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "deployment.cue"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fleetSrc, err := f.CUE(pkg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(cd, "localfleet.cue"), src, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "localfleet.cue"), fleetSrc, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return cd
+	return dir
 }
+
+// wrap, when set, wraps the deploy command line (to run it in a mount
+// namespace).
+var wrap func(args ...string) []string
 
 type runResult struct {
 	code           int
@@ -63,8 +82,11 @@ type runResult struct {
 
 func deploy(t *testing.T, dir string, args ...string) runResult {
 	t.Helper()
-	argv := append([]string{"-C", dir}, args...)
-	cmd := exec.Command(deployBin, argv...)
+	argv := append([]string{deployBin, "-C", dir}, args...)
+	if wrap != nil {
+		argv = wrap(argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

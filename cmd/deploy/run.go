@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"cuedeploy.dev/cuedeploy/backend"
+	_ "cuedeploy.dev/cuedeploy/backend/guix" // registers the guix backend
 	"cuedeploy.dev/cuedeploy/backend/nix"
 	"cuedeploy.dev/cuedeploy/backend/rollout"
 	"cuedeploy.dev/cuedeploy/hosts"
