@@ -174,6 +174,36 @@ func TestDeployForumOnLocalFleet(t *testing.T) {
 	dir := forum(t, f)
 	names := []string{"lb", "forum-1", "forum-2"}
 
+	t.Run("build touches no host", func(t *testing.T) {
+		before := connections(t, f)
+		r := deploy(t, dir, "build", "--nix-option", "substituters=")
+		if r.code != 0 {
+			t.Fatalf("exit %d, want 0", r.code)
+		}
+		for _, n := range names {
+			line := ""
+			for _, l := range strings.Split(r.stdout, "\n") {
+				if strings.HasPrefix(l, n+" ") {
+					line = l
+				}
+			}
+			fields := strings.Fields(line)
+			if len(fields) != 3 || fields[1] != "built" || !strings.HasPrefix(fields[2], "/nix/store/") {
+				t.Errorf("%s: line %q, want NAME built /nix/store/...", n, line)
+				continue
+			}
+			if _, err := os.Stat(fields[2]); err != nil {
+				t.Errorf("%s: the printed system is not in the deployer's store: %v", n, err)
+			}
+			if root, err := os.Readlink(filepath.Join("/nix/var/nix/gcroots/cuedeploy/forum-cd", n)); err != nil || root != fields[2] {
+				t.Errorf("%s: GC root points at %q (%v), want %s", n, root, err, fields[2])
+			}
+		}
+		if after := connections(t, f); !equalCounts(before, after) {
+			t.Errorf("deploy build connected to hosts: %v -> %v", before, after)
+		}
+	})
+
 	t.Run("first deploy", func(t *testing.T) {
 		before := connections(t, f)
 		r, res := deployJSONRun(t, dir)
@@ -399,4 +429,16 @@ hosts: "web-1": nix: flake: ".#web-1"
 	if s := state(t, host(t, f, "web-1")); s.current != res["web-1"].System || !strings.HasSuffix(s.current, "-nixos-system-web-1") {
 		t.Errorf("web-1 runs %q, want %q", s.current, res["web-1"].System)
 	}
+}
+
+func equalCounts(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
 }
