@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// These tests run the deploy binary on the examples without any host.
+
+func TestHelpAndUsage(t *testing.T) {
+	if r := deploy(t, ".", "--help"); r.code != 0 || !strings.Contains(r.stdout, "Commands:") {
+		t.Errorf("--help: exit %d, stdout %q", r.code, r.stdout)
+	}
+	if r := deploy(t, ".", "eval", "--goal", "reboot"); r.code != 2 || !strings.Contains(r.stderr, "--goal") {
+		t.Errorf("a bad flag value: exit %d, stderr %q; want 2 naming the flag", r.code, r.stderr)
+	}
+}
+
+func TestHostsSelection(t *testing.T) {
+	prod := "../../examples/forum/production"
+	r := deploy(t, prod, "hosts", "--on", "tag:forum,!forum-3", "--json")
+	var out struct {
+		Deployment string
+		Hosts      []struct{ Name string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != 0 {
+		t.Fatalf("exit %d, %v", r.code, err)
+	}
+	var names []string
+	for _, h := range out.Hosts {
+		names = append(names, h.Name)
+	}
+	if got := strings.Join(names, ","); got != "forum-1,forum-2,forum-4" {
+		t.Errorf("selected %s, want forum-1,forum-2,forum-4", got)
+	}
+
+	r = deploy(t, prod, "hosts", "--on", "tag:froum")
+	if r.code != 2 || !strings.Contains(r.stderr, `select "tag:froum": matches no host`) || !strings.Contains(r.stderr, "forum, lb, production") {
+		t.Errorf("unknown tag: exit %d, stderr %q; want 2 listing the known tags", r.code, r.stderr)
+	}
+	r = deploy(t, prod, "eval", "--on", "web-*")
+	if r.code != 2 || !strings.Contains(r.stderr, "forum-1, forum-2") {
+		t.Errorf("unmatched glob: exit %d, stderr %q; want 2 listing the host names", r.code, r.stderr)
+	}
+}
+
+func TestEvalJSONIsThePlan(t *testing.T) {
+	r := deploy(t, "../../examples/forum/production", "eval", "--json", "--on", "lb", "--goal", "boot", "--build", "target")
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	var p planJSON
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Deployment != "forum-production" || len(p.Hosts) != 1 {
+		t.Fatalf("plan %+v", p)
+	}
+	h := p.Hosts[0]
+	if h.Name != "lb" || h.Backend != "nix" || h.Build != "target" || h.Activation != "boot" || h.DrvPath != "" {
+		t.Errorf("host %+v", h)
+	}
+	var phases []string
+	for _, s := range h.Steps {
+		if len(s.Argv) == 0 {
+			t.Errorf("step %+v has no argv", s)
+		}
+		phases = append(phases, s.Phase+"/"+s.On)
+	}
+	got := strings.Join(phases, " ")
+	for _, want := range []string{"eval/local", "connect/target", "copy/target", "build/target", "activate/target", "rollback/target"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("phases %s lack %s", got, want)
+		}
+	}
+	if strings.Contains(got, "build/local") {
+		t.Errorf("build target plans a local build: %s", got)
+	}
+	activates := false
+	for _, s := range h.Steps {
+		if s.Phase == "activate" && strings.HasSuffix(s.Argv[0], "/bin/switch-to-configuration") && s.Argv[1] == "boot" {
+			activates = true
+		}
+	}
+	if !activates {
+		t.Errorf("the plan does not run switch-to-configuration boot")
+	}
+}
+
+func TestEvalInstantiateFillsDerivations(t *testing.T) {
+	if _, err := os.Stat("/nix/store"); err != nil {
+		skipOrFail(t, "no nix store on this machine")
+	}
+	r := deploy(t, "../../examples/forum/production", "eval", "--json", "--instantiate", "--nix-option", "substituters=")
+	var p planJSON
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || r.code != 0 {
+		t.Fatalf("exit %d: %v", r.code, err)
+	}
+	for _, h := range p.Hosts {
+		if !strings.HasSuffix(h.DrvPath, "-nixos-system-"+h.Name+".drv") || !strings.HasPrefix(h.System, "/nix/store/") {
+			t.Errorf("%s: drv %q system %q", h.Name, h.DrvPath, h.System)
+		}
+		if _, err := os.Stat(h.DrvPath); err != nil {
+			t.Errorf("%s: %v", h.Name, err)
+		}
+		for _, s := range h.Steps {
+			if strings.Contains(strings.Join(s.Argv, " "), "<drv>") {
+				t.Errorf("%s: an instantiated plan still has a <drv> placeholder: %v", h.Name, s.Argv)
+			}
+		}
+	}
+}
+
+func TestEvalInstantiateGuixWithoutGuix(t *testing.T) {
+	empty := t.TempDir()
+	// A PATH with the usual tools but no guix.
+	t.Setenv("PATH", empty+":/usr/bin:/bin")
+	for _, d := range strings.Split("/usr/bin:/bin", ":") {
+		if _, err := os.Stat(filepath.Join(d, "guix")); err == nil {
+			t.Skip("guix is installed here")
+		}
+	}
+	r := deploy(t, "../../examples/forum/mixed", "eval", "--instantiate", "--on", "lb")
+	if r.code != 3 || !strings.Contains(r.stderr, "guix not found on PATH") {
+		t.Errorf("exit %d, stderr %q; want 3 saying guix is missing", r.code, r.stderr)
+	}
+}
+
+func TestGuixGoalRejected(t *testing.T) {
+	r := deploy(t, "../../examples/forum/mixed", "eval", "--on", "lb", "--goal", "boot")
+	if r.code != 2 || !strings.Contains(r.stderr, `host "lb": activation`) {
+		t.Errorf("exit %d, stderr %q; want 2 saying lb cannot boot", r.code, r.stderr)
+	}
+}
+
+func skipOrFail(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI is set, so not skipping: %s", why)
+	}
+	t.Skip(why)
+}
