@@ -45,22 +45,15 @@ func (c *runFlags) run(e *env, buildOnly bool) error {
 	if c.Parallel < 1 {
 		return usageError{"--parallel must be at least 1"}
 	}
-	d, hs, err := c.selected(e)
+	p, err := prepare(e, c.selection, c.overrides)
 	if err != nil {
 		return err
 	}
-	bs, err := c.backends()
-	if err != nil {
-		return err
-	}
-	if err := c.apply(hs, bs); err != nil {
-		return err
-	}
-	obs := newObserver(e, hs)
+	obs := newObserver(e, p.hosts)
 	results := rollout.Run(e.ctx, rollout.Request{
-		Deployment: d.Name,
-		Hosts:      hs,
-		Backends:   bs,
+		Deployment: p.d.Name,
+		Hosts:      p.hosts,
+		Backends:   p.backends,
 		Local:      hosts.Local{},
 		Dial:       c.dialer(),
 		Parallel:   c.Parallel,
@@ -78,7 +71,7 @@ func (c *runFlags) run(e *env, buildOnly bool) error {
 			Deployment string           `json:"deployment"`
 			OK         bool             `json:"ok"`
 			Results    []rollout.Result `json:"results"`
-		}{d.Name, ok, results}); err != nil {
+		}{p.d.Name, ok, results}); err != nil {
 			return err
 		}
 	} else if err := printResults(e.stdout, results, buildOnly); err != nil {

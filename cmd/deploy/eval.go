@@ -26,12 +26,7 @@ type planJSON struct {
 }
 
 type hostPlanJSON struct {
-	Name       string         `json:"name"`
-	Address    string         `json:"address"`
-	Port       int            `json:"port"`
-	User       string         `json:"user"`
-	Tags       []string       `json:"tags"`
-	Backend    string         `json:"backend"`
+	hostJSON
 	Build      string         `json:"build"`
 	Activation string         `json:"activation"`
 	DrvPath    string         `json:"drvPath,omitempty"`
@@ -40,18 +35,12 @@ type hostPlanJSON struct {
 }
 
 func (c *evalCmd) Run(e *env) error {
-	d, hs, err := c.selected(e)
+	p, err := prepare(e, c.selection, c.overrides)
 	if err != nil {
 		return err
 	}
-	bs, err := c.backends()
-	if err != nil {
-		return err
-	}
-	if err := c.apply(hs, bs); err != nil {
-		return err
-	}
-	ts := rollout.Targets(d.Name, hs)
+	d, bs := p.d, p.backends
+	ts := rollout.Targets(d.Name, p.hosts)
 	if c.Instantiate {
 		if err := errors.Join(rollout.Instantiate(e.ctx, hosts.Local{}, ts, bs)...); err != nil {
 			return fmt.Errorf("instantiate: %w", err)
@@ -65,8 +54,7 @@ func (c *evalCmd) Run(e *env) error {
 	for i, t := range ts {
 		h := t.Host
 		out.Hosts = append(out.Hosts, hostPlanJSON{
-			Name: h.Name, Address: h.Address, Port: h.SSH.Port, User: h.SSH.User, Tags: h.Tags,
-			Backend: h.Backend(), Build: h.Build, Activation: h.Activation,
+			hostJSON: newHostJSON(h), Build: h.Build, Activation: h.Activation,
 			DrvPath: t.Drv, System: t.Out, Steps: plans[i],
 		})
 	}

@@ -43,6 +43,10 @@ type hostJSON struct {
 	Backend string   `json:"backend"`
 }
 
+func newHostJSON(h *schema.Host) hostJSON {
+	return hostJSON{h.Name, h.Address, h.SSH.Port, h.SSH.User, h.Tags, h.Backend()}
+}
+
 func (c *hostsCmd) Run(e *env) error {
 	d, hs, err := c.selected(e)
 	if err != nil {
@@ -54,7 +58,7 @@ func (c *hostsCmd) Run(e *env) error {
 			Hosts      []hostJSON `json:"hosts"`
 		}{Deployment: d.Name, Hosts: []hostJSON{}}
 		for _, h := range hs {
-			out.Hosts = append(out.Hosts, hostJSON{h.Name, h.Address, h.SSH.Port, h.SSH.User, h.Tags, h.Backend()})
+			out.Hosts = append(out.Hosts, newHostJSON(&h))
 		}
 		return writeJSON(e, out)
 	}

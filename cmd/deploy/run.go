@@ -52,6 +52,29 @@ func (o overrides) backends() (map[string]backend.Backend, error) {
 	return bs, nil
 }
 
+// plannedRun is what eval, build and deploy all start from.
+type plannedRun struct {
+	d        *schema.Deployment
+	hosts    []schema.Host
+	backends map[string]backend.Backend
+}
+
+// prepare loads the deployment, selects hosts and applies the overrides.
+func prepare(e *env, sel selection, o overrides) (*plannedRun, error) {
+	d, hs, err := sel.selected(e)
+	if err != nil {
+		return nil, err
+	}
+	bs, err := o.backends()
+	if err != nil {
+		return nil, err
+	}
+	if err := o.apply(hs, bs); err != nil {
+		return nil, err
+	}
+	return &plannedRun{d: d, hosts: hs, backends: bs}, nil
+}
+
 // connection are the flags of the SSH transport.
 type connection struct {
 	ConnectTimeout    time.Duration `name:"connect-timeout" default:"10s" help:"Give up connecting to a host after this long."`
