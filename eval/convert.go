@@ -2,18 +2,23 @@ package eval
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
 	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/token"
 )
 
 // convert turns CUE's errors into Errors at the user's own positions, with
 // one message per field that a person can act on.
-func (l *loader) convert(err error, user cue.Value) Errors {
+func (l *loader) convert(errs ...error) Errors {
 	type group struct {
 		path  []string
 		msgs  []string
@@ -22,33 +27,41 @@ func (l *loader) convert(err error, user cue.Value) Errors {
 	}
 	groups := map[string]*group{}
 	var keys []string
-	for _, e := range cueerrors.Errors(err) {
-		path := e.Path()
-		if len(path) > 0 && path[0] == "#Deployment" {
-			path = path[1:]
+	var out Errors
+	for _, err := range errs {
+		for _, e := range cueerrors.Errors(err) {
+			if ie := l.importError(e); ie != nil {
+				out = append(out, ie)
+				continue
+			}
+			path := cleanPath(e.Path())
+			k := strings.Join(path, "\x00")
+			g := groups[k]
+			if g == nil {
+				g = &group{path: path, order: len(keys)}
+				groups[k] = g
+				keys = append(keys, k)
+			}
+			f, a := e.Msg()
+			g.msgs = append(g.msgs, fmt.Sprintf(f, a...))
+			g.poss = append(g.poss, cueerrors.Positions(e)...)
 		}
-		k := strings.Join(path, "\x00")
-		g := groups[k]
-		if g == nil {
-			g = &group{path: path, order: len(keys)}
-			groups[k] = g
-			keys = append(keys, k)
-		}
-		f, a := e.Msg()
-		g.msgs = append(g.msgs, fmt.Sprintf(f, a...))
-		g.poss = append(g.poss, cueerrors.Positions(e)...)
 	}
 	// A failed disjunction reports one error for each alternative and for
 	// fields of the alternatives; keep only the one at the disjunction.
+	// A host's nix is explained by the alternative the user meant.
 	disj := map[string]bool{}
+	var dependents Errors
 	for k, g := range groups {
+		if isNixPath(g.path) {
+			disj[k] = true
+		}
 		for _, m := range g.msgs {
 			if strings.Contains(m, "empty disjunction") {
 				disj[k] = true
 			}
 		}
 	}
-	var out Errors
 	for _, k := range keys {
 		g := groups[k]
 		inner := false
@@ -60,25 +73,190 @@ func (l *loader) convert(err error, user cue.Value) Errors {
 		if inner {
 			continue
 		}
-		out = append(out, l.message(g.path, g.msgs, g.poss, user))
+		if isNixPath(g.path) {
+			out = append(out, l.explainNix(g.path)...)
+			continue
+		}
+		if l.isDependent(g.path, g.msgs) {
+			// Such as ssh.sudo, whose default follows ssh.user: its own
+			// error is only an echo of another.
+			dependents = append(dependents, l.message(g.path, g.msgs, g.poss))
+			continue
+		}
+		out = append(out, l.message(g.path, g.msgs, g.poss))
+	}
+	if len(out) == 0 {
+		out = dependents
 	}
 	return out.sortDedup()
 }
 
+// cleanPath drops the schema's definition from the front of an error's path
+// and unquotes labels such as "web-1".
+func cleanPath(path []string) []string {
+	if len(path) > 0 && strings.HasPrefix(path[0], "#") {
+		path = path[1:]
+	}
+	out := make([]string, len(path))
+	for i, p := range path {
+		if u, err := strconv.Unquote(p); err == nil && strings.HasPrefix(p, `"`) {
+			p = u
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// isNixPath reports whether path is a host's nix, the one place where the
+// schema offers a choice of structs.
+func isNixPath(path []string) bool {
+	return len(path) == 3 && path[0] == "hosts" && path[2] == "nix"
+}
+
+// explainNix says what is wrong with a host's nix, by validating it against
+// the alternative the user evidently meant: #NixFile when it names a file,
+// an attribute or args, #NixFlake when it names a flake.
+func (l *loader) explainNix(path []string) Errors {
+	uv := l.user.LookupPath(cuePath(path))
+	if !uv.Exists() {
+		return Errors{l.message(path, []string{"invalid value"}, nil)}
+	}
+	has := func(f string) bool { return uv.LookupPath(cue.MakePath(cue.Str(f))).Exists() }
+	isFile := has("file") || has("attribute") || has("args")
+	isFlake := has("flake")
+	var alt string
+	switch {
+	case isFile && isFlake:
+		return Errors{{Pos: l.nearest(path), Path: showPath(path),
+			Msg: `set either file and attribute, or flake, not both`}}
+	case isFile:
+		alt = "#NixFile"
+	case isFlake:
+		alt = "#NixFlake"
+	default:
+		var errs Errors
+		if it, err := uv.Fields(); err == nil {
+			for it.Next() {
+				f := append(slices.Clone(path), it.Selector().Unquoted())
+				errs = append(errs, &Error{Pos: l.valuePos(it.Value(), f), Path: showPath(path), Msg: unknownField(f)})
+			}
+		}
+		if len(errs) == 0 {
+			errs = append(errs, &Error{Pos: l.nearest(path), Path: showPath(path),
+				Msg: `a system is missing: expected {file: "FILE", attribute: "ATTR"} or {flake: "REF#NAME"}`})
+		}
+		return errs
+	}
+	v := l.schema.LookupPath(cue.MakePath(cue.Def(alt))).Unify(uv)
+	var errs []error
+	if err := v.Validate(cue.Concrete(true), cue.All()); err != nil {
+		errs = append(errs, err)
+		walkErrors(v, &errs, 0)
+	}
+	var out Errors
+	for _, err := range errs {
+		for _, e := range cueerrors.Errors(err) {
+			p := append(slices.Clone(path), cleanPath(e.Path())...)
+			f, a := e.Msg()
+			out = append(out, l.message(p, []string{fmt.Sprintf(f, a...)}, cueerrors.Positions(e)))
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, l.message(path, []string{"invalid value"}, nil))
+	}
+	return out
+}
+
+// importError explains an error of importing a package, or returns nil.
+func (l *loader) importError(e cueerrors.Error) *Error {
+	full := e.Error()
+	if !strings.Contains(full, "import failed") && !strings.Contains(full, "cannot find package") {
+		return nil
+	}
+	poss := cueerrors.Positions(e)
+	var at Pos
+	if len(poss) > 0 {
+		at = l.pos(poss[0])
+	}
+	if strings.Contains(full, "import cycle") {
+		var chain []string
+		for _, p := range poss {
+			chain = append(chain, fmt.Sprintf("%s (%s)", l.importPathAt(p), l.pos(p)))
+		}
+		return &Error{Pos: at, Msg: "import cycle: this package imports " + strings.Join(chain, ", which imports ") +
+			" again; packages may not import each other in a circle"}
+	}
+	if m := cannotFindRE.FindStringSubmatch(full); m != nil {
+		return &Error{Pos: at, Msg: fmt.Sprintf("import %q: no such package: expected a directory with CUE files of that package inside the module (cue.mod/module.cue), or a dependency listed there", m[1])}
+	}
+	_, msg, _ := strings.Cut(full, "import failed: ")
+	for strings.HasPrefix(msg, "import failed: ") {
+		msg = strings.TrimPrefix(msg, "import failed: ")
+	}
+	return &Error{Pos: at, Msg: "import failed: " + msg}
+}
+
+var cannotFindRE = regexp.MustCompile(`cannot find package "([^"]+)"`)
+
+// importPathAt reads the quoted import path at p in the user's file.
+func (l *loader) importPathAt(p token.Pos) string {
+	line := l.lineAt(p)
+	if c := p.Column() - 1; c >= 0 && c < len(line) {
+		rest := line[c:]
+		if q, err := strconv.QuotedPrefix(rest); err == nil {
+			return q
+		}
+	}
+	return "a package"
+}
+
+// lineAt returns the text of the line at p, or "".
+func (l *loader) lineAt(p token.Pos) string {
+	if l.lines == nil {
+		l.lines = map[string][]string{}
+	}
+	f := p.Filename()
+	lines, ok := l.lines[f]
+	if !ok {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			lines = strings.Split(string(b), "\n")
+		}
+		l.lines[f] = lines
+	}
+	if n := p.Line() - 1; n >= 0 && n < len(lines) {
+		return lines[n]
+	}
+	return ""
+}
+
+// isLiteralAt reports whether a literal value (rather than a reference or
+// an expression) starts at p in the user's file.
+func (l *loader) isLiteralAt(p token.Pos) bool {
+	line := l.lineAt(p)
+	c := p.Column() - 1
+	if c < 0 || c >= len(line) {
+		return false
+	}
+	r := line[c:]
+	return strings.HasPrefix(r, `"`) || strings.HasPrefix(r, "true") || strings.HasPrefix(r, "false") ||
+		strings.HasPrefix(r, "-") || (r[0] >= '0' && r[0] <= '9')
+}
+
 // message builds the one error for a field from CUE's messages about it.
-func (l *loader) message(path []string, msgs []string, poss []token.Pos, user cue.Value) *Error {
+func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error {
 	var userPos []token.Pos
 	for _, p := range poss {
 		if p.IsValid() && !l.isSchema(p.Filename()) {
 			userPos = append(userPos, p)
 		}
 	}
-	sort.Slice(userPos, func(i, j int) bool { return userPos[i].Before(userPos[j]) })
+	sort.SliceStable(userPos, func(i, j int) bool { return userPos[i].Before(userPos[j]) })
 	e := &Error{Path: showPath(path)}
 	if len(userPos) > 0 {
 		e.Pos = l.pos(userPos[0])
 	} else {
-		e.Pos = l.nearest(path, user)
+		e.Pos = l.nearest(path)
 	}
 	has := func(s string) bool {
 		for _, m := range msgs {
@@ -89,8 +267,8 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos, user cu
 		return false
 	}
 	uv, exists := cue.Value{}, false
-	if user.Exists() && len(path) > 0 {
-		uv = user.LookupPath(cuePath(path))
+	if l.user.Exists() && len(path) > 0 {
+		uv = l.user.LookupPath(cuePath(path))
 		exists = uv.Exists()
 	}
 	expect := expectation(path)
@@ -102,28 +280,55 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos, user cu
 				name = strings.Trim(after, `"`)
 			}
 		}
+		e.Pos = Pos{}
 		e.Msg = fmt.Sprintf("-t %s: the package has no @tag(%s) attribute", name, name)
-	case has("field not allowed"):
+	case has("field not allowed") && len(path) > 0:
 		e.Path = showPath(path[:len(path)-1])
 		e.Msg = unknownField(path)
-	case has("incomplete value") && !exists:
+	case has("reference") && has("not found"), has("undefined field"):
+		e.Msg = firstReal(msgs)
+		if m := undefinedDefRE.FindStringSubmatch(e.Msg); m != nil {
+			if s := closest(m[1], schemaDefs); s != "" {
+				e.Msg += fmt.Sprintf(" (did you mean #%s?)", s)
+			}
+		}
+	case has("structural cycle"), has("cycle"):
+		e.Msg = "the value refers to itself (a cycle of references): " + firstReal(msgs)
+	case has("no CUE files"):
+		e.Pos = Pos{File: relFile(l.wd, l.dir)}
+		e.Msg = "no .cue files here: expected the directory of a deployment's CUE package"
+	case (has("incomplete value") || has("non-concrete")) && len(path) > 0 && (!exists || l.isSchemaOnly(path, uv)):
 		e.Msg = "missing required field " + quoteLabel(path[len(path)-1])
 		if expect != "" {
 			e.Msg += ": expected " + expect
 		}
-	case has("incomplete value"):
-		e.Msg = fmt.Sprintf("value %s is not concrete", show(uv))
+	case has("incomplete value") || has("non-concrete"):
+		if s := show(uv); s == "_" {
+			e.Msg = "has no value: it is set only from references that never give one (such as two fields set from each other)"
+		} else {
+			e.Msg = fmt.Sprintf("needs a concrete value, not %s", s)
+		}
 		if expect != "" {
 			e.Msg += ": expected " + expect
 		}
 	case len(userPos) > 1 && has("conflicting values") && exists && uv.Err() != nil:
-		// Two of the user's own values disagree.
+		// Two of the user's own values disagree: point at a literal and
+		// name the others.
+		sort.SliceStable(userPos, func(i, j int) bool {
+			return l.isLiteralAt(userPos[i]) && !l.isLiteralAt(userPos[j])
+		})
+		e.Pos = l.pos(userPos[0])
 		var also []string
 		for _, p := range userPos[1:] {
-			also = append(also, l.pos(p).String())
+			if at := l.pos(p); l.isLiteralAt(p) && at != e.Pos {
+				also = append(also, at.String())
+			}
 		}
-		e.Msg = firstReal(msgs) + " (also set at " + strings.Join(dedup(also), ", ") + ")"
-	case expect != "" && exists:
+		e.Msg = firstReal(msgs)
+		if len(also) > 0 {
+			e.Msg += " (also set at " + strings.Join(dedup(also), ", ") + ")"
+		}
+	case expect != "" && exists && uv.Err() == nil:
 		e.Msg = fmt.Sprintf("invalid value %s: expected %s", show(uv), expect)
 	case expect != "":
 		e.Msg = "invalid value: expected " + expect
@@ -132,6 +337,11 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos, user cu
 	}
 	return e
 }
+
+var undefinedDefRE = regexp.MustCompile(`undefined field: #(\w+)`)
+
+// schemaDefs are the definitions a user may take from the schema.
+var schemaDefs = []string{"Deployment", "Host", "SSH", "Nix", "NixFile", "NixFlake", "Guix", "Name", "Tag", "Goal"}
 
 // pos converts a CUE position to the user's file, relative to the working
 // directory.
@@ -142,15 +352,69 @@ func (l *loader) pos(p token.Pos) Pos {
 // nearest is the position of the closest field at or above path that the
 // user wrote, so that a missing field is reported where the user would add
 // it.
-func (l *loader) nearest(path []string, user cue.Value) Pos {
-	if user.Exists() {
+func (l *loader) nearest(path []string) Pos {
+	if l.user.Exists() {
 		for i := len(path); i > 0; i-- {
-			v := user.LookupPath(cuePath(path[:i]))
+			v := l.user.LookupPath(cuePath(path[:i]))
 			if !v.Exists() {
 				continue
 			}
-			if p := v.Pos(); p.IsValid() && !l.isSchema(p.Filename()) {
-				return l.pos(p)
+			if p := l.valuePos(v, path[:i]); p.File != "" {
+				return p
+			}
+		}
+	}
+	return l.packagePos()
+}
+
+// valuePos is where the user wrote v, or the zero Pos.
+func (l *loader) valuePos(v cue.Value, path []string) Pos {
+	// A value made of several conjuncts (a host from a comprehension and a
+	// pattern constraint) is shown where the user wrote it literally.
+	if op, args := v.Expr(); op == cue.AndOp {
+		var best token.Pos
+		for _, a := range args {
+			switch src := a.Source().(type) {
+			case *ast.StructLit, *ast.BasicLit, *ast.ListLit:
+			case *ast.Field:
+				if _, pattern := src.Label.(*ast.ListLit); pattern {
+					continue // [string]: #Host
+				}
+			default:
+				continue
+			}
+			if p := a.Pos(); p.IsValid() && !l.isSchema(p.Filename()) && (!best.IsValid() || p.Before(best)) {
+				best = p
+			}
+		}
+		if best.IsValid() {
+			return l.pos(best)
+		}
+	}
+	if p := v.Pos(); p.IsValid() && !l.isSchema(p.Filename()) {
+		return l.pos(p)
+	}
+	return Pos{}
+}
+
+// packagePos is the package clause of the package's first file, where a
+// missing top-level field is reported.
+func (l *loader) packagePos() Pos {
+	if l.user.Exists() {
+		if p := l.user.Pos(); p.IsValid() && !l.isSchema(p.Filename()) {
+			return l.pos(p)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(l.dir, "*.cue"))
+	sort.Strings(files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if c := strings.Index(line, "package "); c >= 0 && strings.TrimSpace(line[:c]) == "" {
+				return Pos{File: relFile(l.wd, f), Line: i + 1, Col: c + 1}
 			}
 		}
 	}
@@ -237,16 +501,21 @@ func unknownField(path []string) string {
 	if k == "" {
 		return msg
 	}
+	if best := closest(name, allowed); best != "" {
+		return msg + fmt.Sprintf(" (did you mean %s?)", best)
+	}
+	return msg + fmt.Sprintf(" in %s: allowed are %s", k, strings.Join(allowed, ", "))
+}
+
+// closest is the word of words nearest to name, if any is near.
+func closest(name string, words []string) string {
 	best, bestD := "", 3
-	for _, f := range allowed {
+	for _, f := range words {
 		if d := distance(strings.ToLower(name), strings.ToLower(f)); d < bestD {
 			best, bestD = f, d
 		}
 	}
-	if best != "" {
-		return msg + fmt.Sprintf(" (did you mean %s?)", best)
-	}
-	return msg + fmt.Sprintf(" in %s: allowed are %s", k, strings.Join(allowed, ", "))
+	return best
 }
 
 // distance is the Levenshtein distance of a and b.
@@ -346,5 +615,86 @@ var identRE = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
 // errorAt is an error about the field at path, placed at the nearest field
 // the user wrote.
 func (l *loader) errorAt(path []string, msg string) *Error {
-	return &Error{Pos: l.nearest(path, l.user), Path: showPath(path), Msg: msg}
+	return &Error{Pos: l.nearest(path), Path: showPath(path), Msg: msg}
+}
+
+// unknownFields finds fields the schema does not allow in the user's value.
+// CUE reports them too, but not in a struct that has other errors.
+func (l *loader) unknownFields() Errors {
+	var errs Errors
+	var check func(v cue.Value, path []string)
+	check = func(v cue.Value, path []string) {
+		it, err := v.Fields()
+		if err != nil {
+			return
+		}
+		k := kind(path)
+		isHosts := len(path) == 1 && path[0] == "hosts"
+		for it.Next() {
+			name := it.Selector().Unquoted()
+			f := append(slices.Clone(path), name)
+			if !isHosts && !slices.Contains(fields[k], name) {
+				errs = append(errs, &Error{Pos: l.valuePos(it.Value(), f), Path: showPath(path), Msg: unknownField(f)})
+				continue
+			}
+			switch {
+			case len(path) == 0 && name == "hosts", isHosts,
+				k == "host" && (name == "ssh" || name == "nix" || name == "guix"):
+				check(it.Value(), f)
+			}
+		}
+	}
+	if l.user.Exists() {
+		check(l.user, nil)
+	}
+	return errs
+}
+
+// isSchemaOnly reports whether the user's value at path is nothing but
+// what the schema says there: the user did not write the field, though a
+// definition of the schema put it in their value.
+func (l *loader) isSchemaOnly(path []string, uv cue.Value) bool {
+	sv, ok := l.schemaField(path)
+	return ok && show(sv) == show(uv)
+}
+
+// schemaField is the schema's own value for the field at path.
+func (l *loader) schemaField(path []string) (cue.Value, bool) {
+	if len(path) == 0 || !l.schema.Exists() {
+		return cue.Value{}, false
+	}
+	def := map[string]string{"deployment": "Deployment", "host": "Host", "ssh": "SSH", "guix": "Guix"}[kind(path[:len(path)-1])]
+	if def == "" {
+		return cue.Value{}, false
+	}
+	v := l.schema.LookupPath(cue.MakePath(cue.Def(def), cue.Str(path[len(path)-1])))
+	return v, v.Exists()
+}
+
+// hasDefault reports whether the schema gives the field at path a default,
+// so that it is never missing on its own account: it is incomplete only
+// because a field it depends on is in error.
+func (l *loader) hasDefault(path []string) bool {
+	sv, ok := l.schemaField(path)
+	if !ok {
+		return false
+	}
+	_, isDefault := sv.Default()
+	return isDefault
+}
+
+// isDependent reports whether an error at path is only that a field with a
+// default the user did not set has no value, which happens when what the
+// default depends on is in error.
+func (l *loader) isDependent(path []string, msgs []string) bool {
+	for _, m := range msgs {
+		if !strings.Contains(m, "incomplete value") {
+			return false
+		}
+	}
+	if !l.hasDefault(path) {
+		return false
+	}
+	uv := l.user.LookupPath(cuePath(path))
+	return !uv.Exists() || l.isSchemaOnly(path, uv)
 }

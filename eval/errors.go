@@ -35,8 +35,11 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString(e.Pos.String())
-	b.WriteString(": ")
+	if e.Pos.File != "" {
+		// An error of the command line (-t) has no file.
+		b.WriteString(e.Pos.String())
+		b.WriteString(": ")
+	}
 	if e.Path != "" {
 		b.WriteString(e.Path)
 		b.WriteString(": ")
@@ -72,10 +75,12 @@ func (es Errors) sortDedup() Errors {
 		}
 		return es[i].Path < es[j].Path
 	})
+	// One message per field: the same complaint found twice (by CUE and by
+	// the loader's own checks) is shown once, at its first place.
 	out := es[:0]
 	seen := map[string]bool{}
 	for _, e := range es {
-		k := e.Error()
+		k := e.Path + "\x00" + e.Msg
 		if seen[k] {
 			continue
 		}

@@ -43,11 +43,19 @@ var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // Load reads, validates and decodes the deployment in o.Dir. Its error is
 // an Errors listing every problem, in file order.
-func Load(o Options) (*schema.Deployment, error) {
+func Load(o Options) (d *schema.Deployment, err error) {
 	l, err := newLoader(o)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		// No input may crash the tool: a panic inside CUE's evaluator
+		// becomes an error about the package.
+		if r := recover(); r != nil {
+			d, err = nil, Errors{{Pos: Pos{File: relFile(l.wd, l.dir)},
+				Msg: fmt.Sprintf("cannot evaluate the package: CUE failed (%v); please report this with the package", r)}}
+		}
+	}()
 	return l.load()
 }
 
@@ -55,7 +63,9 @@ type loader struct {
 	dir, root, wd string
 	tags          []string
 	user          cue.Value // the user's package as written
+	schema        cue.Value // the embedded schema, compiled in ctx
 	ctx           *cue.Context
+	lines         map[string][]string // the user's files, read for messages
 }
 
 func newLoader(o Options) (*loader, error) {
@@ -74,7 +84,7 @@ func newLoader(o Options) (*loader, error) {
 	l.dir = abs
 	fi, err := os.Stat(abs)
 	if err != nil || !fi.IsDir() {
-		return nil, Errors{{Pos: Pos{File: relFile(l.wd, abs)}, Msg: "not a directory holding a CUE package"}}
+		return nil, Errors{{Pos: Pos{File: relFile(l.wd, abs)}, Msg: "no such directory: expected the directory of a deployment's CUE package"}}
 	}
 	l.root = findModuleRoot(abs)
 	return l, nil
@@ -106,6 +116,9 @@ func (l *loader) load() (*schema.Deployment, error) {
 			"module: \"cuedeploy.local/deployment\"\nlanguage: version: \"v0.9.0\"\n")
 	}
 	l.root = root
+	if errs := l.checkTags(); len(errs) > 0 {
+		return nil, errs.sortDedup()
+	}
 	overlay[filepath.Join(root, schemaDir, "schema.cue")] = load.FromString(schema.Source)
 	cfg := &load.Config{
 		Dir:        l.dir,
@@ -118,22 +131,63 @@ func (l *loader) load() (*schema.Deployment, error) {
 		return nil, Errors{{Pos: Pos{File: relFile(l.wd, l.dir)}, Msg: "expected one CUE package"}}
 	}
 	if err := insts[0].Err; err != nil {
-		return nil, l.convert(err, cue.Value{})
+		return nil, l.convert(err)
 	}
 	l.ctx = cuecontext.New()
 	l.user = l.ctx.BuildInstance(insts[0])
-	if err := l.user.Err(); err != nil {
-		return nil, l.convert(err, l.user)
-	}
-	sch := l.ctx.CompileString(schema.Source, cue.Filename(filepath.Join(root, schemaDir, "schema.cue")))
-	if err := sch.Err(); err != nil {
+	l.schema = l.ctx.CompileString(schema.Source, cue.Filename(filepath.Join(root, schemaDir, "schema.cue")))
+	if err := l.schema.Err(); err != nil {
 		return nil, fmt.Errorf("compile embedded schema: %w", err)
 	}
-	dep := sch.LookupPath(cue.MakePath(cue.Def("Deployment"))).Unify(l.user)
-	if err := dep.Validate(cue.Concrete(true), cue.All()); err != nil {
-		return nil, l.convert(err, l.user)
+	dep := l.schema.LookupPath(cue.MakePath(cue.Def("Deployment"))).Unify(l.user)
+	uerr := l.user.Err()
+	verr := dep.Validate(cue.Concrete(true), cue.All())
+	if uerr != nil || verr != nil {
+		return nil, l.failures(dep, uerr, verr)
 	}
 	return l.decode(dep)
+}
+
+// failures gathers every problem of a deployment that did not validate.
+// CUE's Validate stops descending into a struct at its first error, so the
+// fields below are validated one by one too; the checks that decode makes
+// run on whatever part of each host is sound.
+func (l *loader) failures(dep cue.Value, errs ...error) Errors {
+	var all []error
+	for _, err := range errs {
+		if err != nil {
+			all = append(all, err)
+		}
+	}
+	walkErrors(dep, &all, 0)
+	out := l.convert(all...)
+	out = append(out, l.unknownFields()...)
+	out = append(out, l.checkBroken(dep)...)
+	return out.sortDedup()
+}
+
+// walkErrors adds the validation errors of v and of every field below it
+// that does not validate.
+func walkErrors(v cue.Value, out *[]error, depth int) {
+	err := v.Validate(cue.Concrete(true), cue.All())
+	if err == nil {
+		return
+	}
+	if depth > 0 {
+		*out = append(*out, err)
+	}
+	if depth >= 8 {
+		return
+	}
+	if it, ferr := v.Fields(); ferr == nil {
+		for it.Next() {
+			walkErrors(it.Value(), out, depth+1)
+		}
+	} else if it, lerr := v.List(); lerr == nil {
+		for it.Next() {
+			walkErrors(it.Value(), out, depth+1)
+		}
+	}
 }
 
 // rawHost is a host as CUE holds it, before paths and durations are
@@ -147,13 +201,15 @@ type rawHost struct {
 	Timeout    string      `json:"timeout"`
 	Substitute bool        `json:"substitute"`
 	Nix        *schema.Nix `json:"nix"`
-	Guix       *struct {
-		Config    string   `json:"config"`
-		LoadPath  []string `json:"loadPath"`
-		Channels  string   `json:"channels"`
-		System    string   `json:"system"`
-		Authorize bool     `json:"authorize"`
-	} `json:"guix"`
+	Guix       *rawGuix    `json:"guix"`
+}
+
+type rawGuix struct {
+	Config    string   `json:"config"`
+	LoadPath  []string `json:"loadPath"`
+	Channels  string   `json:"channels"`
+	System    string   `json:"system"`
+	Authorize bool     `json:"authorize"`
 }
 
 func (l *loader) decode(dep cue.Value) (*schema.Deployment, error) {
@@ -162,7 +218,7 @@ func (l *loader) decode(dep cue.Value) (*schema.Deployment, error) {
 		Hosts map[string]rawHost `json:"hosts"`
 	}
 	if err := dep.Decode(&raw); err != nil {
-		return nil, l.convert(err, l.user)
+		return nil, l.convert(err)
 	}
 	d := &schema.Deployment{Name: raw.Name, Dir: l.dir}
 	names := make([]string, 0, len(raw.Hosts))
@@ -173,84 +229,147 @@ func (l *loader) decode(dep cue.Value) (*schema.Deployment, error) {
 	var errs Errors
 	for _, n := range names {
 		r := raw.Hosts[n]
-		at := func(field ...string) string { return l.fieldDir(append([]string{"hosts", n}, field...)) }
-		fail := func(msg string, field ...string) {
-			errs = append(errs, l.errorAt(append([]string{"hosts", n}, field...), msg))
-		}
-		if !hostNameRE.MatchString(n) {
-			fail(fmt.Sprintf("host name %q is not valid: use letters, digits, '-', '.' and '_', starting with a letter or digit", n))
-		}
-		h := schema.Host{
-			Name: n, Address: r.Address, SSH: r.SSH, Tags: r.Tags,
-			Build: r.Build, Activation: r.Activation, Substitute: r.Substitute,
-		}
-		if h.Tags == nil {
-			h.Tags = []string{}
-		}
-		if r.Timeout != "" {
-			t, err := time.ParseDuration(r.Timeout)
-			if err != nil || t <= 0 {
-				fail(fmt.Sprintf("timeout %q is not a positive duration such as \"90s\" or \"5m\"", r.Timeout), "timeout")
-			}
-			h.Timeout = t
-		}
-		if h.SSH.IdentityFile != "" {
-			h.SSH.IdentityFile = resolve(at("ssh", "identityFile"), h.SSH.IdentityFile)
-		}
-		switch {
-		case r.Nix != nil && r.Guix != nil:
-			fail("a host runs exactly one system: set nix or guix, not both")
-		case r.Nix == nil && r.Guix == nil:
-			fail("a host runs exactly one system: set nix: {file, attribute} or nix: {flake}, or guix: {config}")
-		case r.Nix != nil:
-			nx := *r.Nix
-			if nx.File != "" {
-				nx.File = resolve(at("nix", "file"), nx.File)
-				if _, err := os.Stat(nx.File); err != nil {
-					fail(fmt.Sprintf("nix file %q does not exist", nx.File), "nix", "file")
-				}
-			} else {
-				ref, attr, _ := strings.Cut(nx.Flake, "#")
-				if isLocalFlake(ref) {
-					ref = resolve(at("nix", "flake"), ref)
-					if _, err := os.Stat(filepath.Join(ref, "flake.nix")); err != nil {
-						fail(fmt.Sprintf("no flake.nix in %q", ref), "nix", "flake")
-					}
-				}
-				nx.Flake = ref + "#" + attr
-			}
-			h.Nix = &nx
-		default:
-			g := r.Guix
-			gx := schema.Guix{System: g.System, Authorize: g.Authorize}
-			gx.Config = resolve(at("guix", "config"), g.Config)
-			if _, err := os.Stat(gx.Config); err != nil {
-				fail(fmt.Sprintf("guix config %q does not exist", gx.Config), "guix", "config")
-			}
-			for i, p := range g.LoadPath {
-				gx.LoadPath = append(gx.LoadPath, resolve(at("guix", "loadPath", fmt.Sprint(i)), p))
-			}
-			if g.Channels != "" {
-				gx.Channels = resolve(at("guix", "channels"), g.Channels)
-				if _, err := os.Stat(gx.Channels); err != nil {
-					fail(fmt.Sprintf("guix channels file %q does not exist", gx.Channels), "guix", "channels")
-				}
-			}
-			h.Guix = &gx
-		}
-		if h.Backend() != "" {
-			if b, err := backend.For(&h); err == nil {
-				for _, fe := range b.Check(&h) {
-					fail(fe.Message, strings.Split(fe.Path, ".")...)
-				}
-			}
-		}
+		h, herrs := l.checkHost(n, &r, nil)
+		errs = append(errs, herrs...)
 		d.Hosts = append(d.Hosts, h)
 	}
 	if len(errs) > 0 {
 		return nil, errs.sortDedup()
 	}
 	return d, nil
+}
+
+// checkHost makes the plain host from r, checking what the schema cannot:
+// the host name, exactly one system, durations, and that the files named
+// exist. Fields in broken already failed validation and are not checked
+// again.
+func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema.Host, Errors) {
+	var errs Errors
+	at := func(field ...string) string { return l.fieldDir(append([]string{"hosts", n}, field...)) }
+	fail := func(msg string, field ...string) {
+		errs = append(errs, l.errorAt(append([]string{"hosts", n}, field...), msg))
+	}
+	if !hostNameRE.MatchString(n) {
+		fail(fmt.Sprintf("host name %q is not valid: use letters, digits, '-', '.' and '_', starting with a letter or digit", n))
+	}
+	h := schema.Host{
+		Name: n, Address: r.Address, SSH: r.SSH, Tags: r.Tags,
+		Build: r.Build, Activation: r.Activation, Substitute: r.Substitute,
+	}
+	if h.Tags == nil {
+		h.Tags = []string{}
+	}
+	if r.Timeout != "" && !broken["timeout"] {
+		t, err := time.ParseDuration(r.Timeout)
+		if err != nil || t <= 0 {
+			fail(fmt.Sprintf("timeout %q is not a positive duration such as \"90s\" or \"5m\"", r.Timeout), "timeout")
+		}
+		h.Timeout = t
+	}
+	if h.SSH.IdentityFile != "" {
+		h.SSH.IdentityFile = resolve(at("ssh", "identityFile"), h.SSH.IdentityFile)
+	}
+	switch {
+	case r.Nix != nil && r.Guix != nil:
+		fail("a host runs exactly one system: set nix or guix, not both")
+	case r.Nix == nil && r.Guix == nil:
+		fail("a host runs exactly one system: set nix: {file, attribute} or nix: {flake}, or guix: {config}")
+	case r.Nix != nil:
+		nx := *r.Nix
+		if broken["nix"] {
+			break
+		}
+		if nx.File != "" {
+			nx.File = resolve(at("nix", "file"), nx.File)
+			if _, err := os.Stat(nx.File); err != nil {
+				fail(fmt.Sprintf("nix file %q does not exist", relFile(l.wd, nx.File)), "nix", "file")
+			}
+		} else {
+			ref, attr, _ := strings.Cut(nx.Flake, "#")
+			if isLocalFlake(ref) {
+				ref = resolve(at("nix", "flake"), ref)
+				if _, err := os.Stat(filepath.Join(ref, "flake.nix")); err != nil {
+					fail(fmt.Sprintf("no flake.nix in %q", relFile(l.wd, ref)), "nix", "flake")
+				}
+			}
+			nx.Flake = ref + "#" + attr
+		}
+		h.Nix = &nx
+	default:
+		if broken["guix"] {
+			break
+		}
+		g := r.Guix
+		gx := schema.Guix{System: g.System, Authorize: g.Authorize}
+		gx.Config = resolve(at("guix", "config"), g.Config)
+		if _, err := os.Stat(gx.Config); err != nil {
+			fail(fmt.Sprintf("guix config %q does not exist", relFile(l.wd, gx.Config)), "guix", "config")
+		}
+		for i, p := range g.LoadPath {
+			gx.LoadPath = append(gx.LoadPath, resolve(at("guix", "loadPath", fmt.Sprint(i)), p))
+		}
+		if g.Channels != "" {
+			gx.Channels = resolve(at("guix", "channels"), g.Channels)
+			if _, err := os.Stat(gx.Channels); err != nil {
+				fail(fmt.Sprintf("guix channels file %q does not exist", relFile(l.wd, gx.Channels)), "guix", "channels")
+			}
+		}
+		h.Guix = &gx
+	}
+	if h.Backend() != "" && len(broken) == 0 {
+		if b, err := backend.For(&h); err == nil {
+			for _, fe := range b.Check(&h) {
+				fail(fe.Message, strings.Split(fe.Path, ".")...)
+			}
+		}
+	}
+	return h, errs
+}
+
+// checkBroken runs checkHost on the sound fields of each host of a
+// deployment that did not validate, so that all problems show at once.
+func (l *loader) checkBroken(dep cue.Value) Errors {
+	it, err := dep.LookupPath(cue.ParsePath("hosts")).Fields()
+	if err != nil {
+		return nil
+	}
+	var errs Errors
+	for it.Next() {
+		n := it.Selector().Unquoted()
+		hv := it.Value()
+		var r rawHost
+		broken := map[string]bool{}
+		part := func(field string, into any) bool {
+			fv := hv.LookupPath(cue.MakePath(cue.Str(field)))
+			if !fv.Exists() {
+				return false
+			}
+			if err := fv.Decode(into); err != nil {
+				broken[field] = true
+			}
+			return true
+		}
+		part("address", &r.Address)
+		part("timeout", &r.Timeout)
+		part("activation", &r.Activation)
+		var ssh struct {
+			IdentityFile string `json:"identityFile"`
+		}
+		if part("ssh", &ssh) && !broken["ssh"] {
+			r.SSH.IdentityFile = ssh.IdentityFile
+		}
+		var nx schema.Nix
+		if part("nix", &nx) {
+			r.Nix = &nx
+		}
+		var gx rawGuix
+		if part("guix", &gx) {
+			r.Guix = &gx
+		}
+		_, herrs := l.checkHost(n, &r, broken)
+		errs = append(errs, herrs...)
+	}
+	return errs
 }
 
 // isLocalFlake reports whether a flake reference names a local directory.

@@ -1,0 +1,88 @@
+package eval
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The example deployments load without error: a newcomer's first command
+// must work.
+func TestExamplesLoad(t *testing.T) {
+	for _, dir := range []string{"../examples/forum/production", "../examples/forum/cd"} {
+		t.Run(dir, func(t *testing.T) {
+			d, err := Load(Options{Dir: dir})
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if len(d.Hosts) == 0 {
+				t.Fatal("no hosts")
+			}
+			for _, h := range d.Hosts {
+				if h.Nix == nil || !filepath.IsAbs(h.Nix.File) {
+					t.Errorf("host %s: nix file not resolved: %+v", h.Name, h.Nix)
+				}
+			}
+		})
+	}
+}
+
+// Relative paths resolve against the directory of the CUE file that sets
+// them, across packages of a module.
+func TestExamplePathsResolveFromSharedPackage(t *testing.T) {
+	d, err := Load(Options{Dir: "../examples/forum/production"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := filepath.Abs("../examples/forum/nix/forum.nix")
+	for _, h := range d.Hosts {
+		if h.Nix.File != want {
+			t.Errorf("host %s: nix file %q, want %q", h.Name, h.Nix.File, want)
+		}
+	}
+}
+
+// A -t value reaches the deployment.
+func TestTagsApply(t *testing.T) {
+	d, err := Load(Options{Dir: "../examples/forum/cd", Tags: []string{"release=9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range d.Hosts {
+		if h.Nix.Args["release"] != "9" {
+			t.Errorf("host %s: release %q, want 9", h.Name, h.Nix.Args["release"])
+		}
+	}
+}
+
+// Load of a large fleet stays fast: a regression guard far below the
+// benchmark's goal, so that an accidentally quadratic step fails a test.
+func TestLoadLargeFleetIsNotQuadratic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	dir := t.TempDir()
+	writeFleet(t, dir, 2000)
+	start := time.Now()
+	d, err := Load(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Hosts) != 2000 {
+		t.Fatalf("%d hosts", len(d.Hosts))
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("loading 2000 hosts took %v", el)
+	}
+}
+
+// A directory that is not there is an Errors, as every load problem is.
+func TestMissingDirectory(t *testing.T) {
+	_, err := Load(Options{Dir: "testdata/no-such-dir", WorkDir: "."})
+	var errs Errors
+	if !errors.As(err, &errs) || !strings.Contains(err.Error(), "testdata/no-such-dir") {
+		t.Fatalf("got %v", err)
+	}
+}
