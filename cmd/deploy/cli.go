@@ -81,7 +81,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	e.log = newLogger(stderr, c.LogLevel, c.LogFormat, e.tty)
 	err = kctx.Run(e)
-	return exitCode(err, stderr)
+	if c.LogFormat == "json" {
+		return exitCode(err, jsonReport{e.log})
+	}
+	return exitCode(err, textReport{stderr})
 }
 
 func newLogger(w io.Writer, level, format string, tty bool) zerolog.Logger {
@@ -100,8 +103,8 @@ func newLogger(w io.Writer, level, format string, tty bool) zerolog.Logger {
 // hosts' errors were already reported.
 var errFailed = errors.New("some hosts did not reach their goal")
 
-// exitCode prints err once and maps it to the process's exit code.
-func exitCode(err error, stderr io.Writer) int {
+// exitCode reports err once and maps it to the process's exit code.
+func exitCode(err error, rep reporter) int {
 	if err == nil {
 		return exitOK
 	}
@@ -113,17 +116,45 @@ func exitCode(err error, stderr io.Writer) int {
 	var usage usageError
 	switch {
 	case errors.As(err, &loadErrs):
-		fmt.Fprintln(stderr, loadErrs.Error())
-		n := len(loadErrs)
-		fmt.Fprintf(stderr, "deploy: %d error%s in the deployment; nothing was touched\n", n, plural(n))
+		rep.deployment(loadErrs)
 		return exitInvalid
 	case errors.As(err, &selErr), errors.As(err, &usage):
-		fmt.Fprintf(stderr, "deploy: %v\n", err)
+		rep.fatal(err)
 		return exitInvalid
 	}
-	fmt.Fprintf(stderr, "deploy: %v\n", err)
+	rep.fatal(err)
 	return exitInternal
 }
+
+// reporter prints the error that ends a run.
+type reporter interface {
+	deployment(eval.Errors)
+	fatal(error)
+}
+
+// textReport prints errors as a compiler does, one per line.
+type textReport struct{ w io.Writer }
+
+func (r textReport) deployment(es eval.Errors) {
+	fmt.Fprintln(r.w, es.Error())
+	fmt.Fprintf(r.w, "deploy: %d error%s in the deployment; nothing was touched\n", len(es), plural(len(es)))
+}
+
+func (r textReport) fatal(err error) { fmt.Fprintf(r.w, "deploy: %v\n", err) }
+
+// jsonReport logs errors as JSON lines, one per deployment error with its
+// file, line, column and field, for CI annotations.
+type jsonReport struct{ log zerolog.Logger }
+
+func (r jsonReport) deployment(es eval.Errors) {
+	for _, e := range es {
+		r.log.Error().Str("file", e.Pos.File).Int("line", e.Pos.Line).Int("column", e.Pos.Col).
+			Str("field", e.Path).Msg(e.Msg)
+	}
+	r.log.Error().Int("errors", len(es)).Msg("invalid deployment; nothing was touched")
+}
+
+func (r jsonReport) fatal(err error) { r.log.Error().Msg(err.Error()) }
 
 // usageError is wrong input on the command line.
 type usageError struct{ msg string }
