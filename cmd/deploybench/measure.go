@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"cuedeploy.dev/cuedeploy/backend/rollout"
+	"cuedeploy.dev/cuedeploy/hosts/fleet"
+)
+
+// run runs argv in dir and returns its stdout and how long it took. The
+// command gets its own process group, which is what a cancelled ctx (Ctrl-C)
+// stops, so that no nix-build or ssh of a killed loop keeps running.
+func run(ctx context.Context, dir string, env []string, argv ...string) (string, time.Duration, error) {
+	out, took, _, err := runCPU(ctx, dir, env, argv...)
+	return out, took, err
+}
+
+// runCPU is run that also returns the CPU time the command and the
+// descendants it waited for used.
+func runCPU(ctx context.Context, dir string, env []string, argv ...string) (string, time.Duration, time.Duration, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	var cpu time.Duration
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", took, cpu, ctx.Err()
+		}
+		return stdout.String(), took, cpu, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, tail(stderr.String(), 15))
+	}
+	return stdout.String(), took, cpu, nil
+}
+
+// clockTick is the kernel's USER_HZ, the unit of /proc/PID/stat's times.
+const clockTick = 100
+
+// remoteCPU is the CPU time everything the hosts' SSH connections ran has
+// used so far: the reaped children's user and system time of each host's
+// listening sshd, which reaps every connection's process when it ends.
+func remoteCPU(f *fleet.Fleet) (time.Duration, error) {
+	var total time.Duration
+	for _, h := range f.Hosts {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.PID))
+		if err != nil {
+			return 0, fmt.Errorf("read the CPU time of %q: %w", h.Name, err)
+		}
+		// Fields after the command name, which is in parentheses: state is
+		// field 3, cutime and cstime are fields 16 and 17.
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) < 15 {
+			return 0, fmt.Errorf("read the CPU time of %q: short /proc stat", h.Name)
+		}
+		for _, f := range fields[13:15] {
+			n, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("read the CPU time of %q: %w", h.Name, err)
+			}
+			total += time.Duration(n) * time.Second / clockTick
+		}
+	}
+	return total, nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// counts are per-host counters read from the hosts' sshd logs.
+type counts struct {
+	conns    map[string]int // SSH connections accepted
+	sessions map[string]int // sessions (one per remote command) started
+}
+
+func readCounts(f *fleet.Fleet) (counts, error) {
+	c := counts{conns: map[string]int{}, sessions: map[string]int{}}
+	for _, h := range f.Hosts {
+		n, err := h.Connections()
+		if err != nil {
+			return c, err
+		}
+		c.conns[h.Name] = n
+		// sshd logs every session at LogLevel VERBOSE, which the fleet sets.
+		b, err := os.ReadFile(filepath.Join(h.Dir, "sshd.log"))
+		if err != nil {
+			return c, fmt.Errorf("count sessions of %q: %w", h.Name, err)
+		}
+		c.sessions[h.Name] = strings.Count(string(b), "Starting session: ")
+	}
+	return c, nil
+}
+
+// sub returns after minus before, by host.
+func sub(after, before map[string]int) map[string]int {
+	d := map[string]int{}
+	for k, v := range after {
+		d[k] = v - before[k]
+	}
+	return d
+}
+
+// storePaths lists what host h's own store holds.
+func storePaths(h fleet.Host) (map[string]bool, error) {
+	es, err := os.ReadDir(h.Path("/nix/store"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("list the store of %q: %w", h.Name, err)
+	}
+	m := map[string]bool{}
+	for _, e := range es {
+		m["/nix/store/"+e.Name()] = true
+	}
+	return m, nil
+}
+
+// checkRunning errs unless every host of f runs the system want names.
+func checkRunning(f *fleet.Fleet, want map[string]string) error {
+	var errs []error
+	for _, h := range f.Hosts {
+		got, err := os.Readlink(h.Path("/run/current-system"))
+		if err != nil || got != want[h.Name] {
+			errs = append(errs, fmt.Errorf("%s runs %q, want %q", h.Name, got, want[h.Name]))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deployOutput is what deploy --json prints.
+type deployOutput struct {
+	OK      bool             `json:"ok"`
+	Results []rollout.Result `json:"results"`
+}
+
+func parseDeploy(out string, want rollout.Status) (map[string]rollout.Result, error) {
+	var d deployOutput
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		return nil, fmt.Errorf("read deploy --json: %w", err)
+	}
+	by := map[string]rollout.Result{}
+	var errs []error
+	for _, r := range d.Results {
+		by[r.Host] = r
+		if r.Status != want {
+			errs = append(errs, fmt.Errorf("%s: %s in phase %s, want %s: %s", r.Host, r.Status, r.Phase, want, r.Error))
+		}
+	}
+	return by, errors.Join(errs...)
+}
+
+// closures returns each system's closure from the local store.
+func closures(ctx context.Context, systems map[string]string) (map[string][]string, error) {
+	m := map[string][]string{}
+	for name, sys := range systems {
+		out, _, err := run(ctx, "", nil, "nix-store", "--query", "--requisites", sys)
+		if err != nil {
+			return nil, err
+		}
+		m[name] = strings.Fields(out)
+	}
+	return m, nil
+}
+
+// narSizes returns the NAR size of each path, from the local store.
+func narSizes(ctx context.Context, paths []string) (map[string]int64, error) {
+	sort.Strings(paths)
+	out, _, err := run(ctx, "", nil, append([]string{"nix-store", "--query", "--size"}, paths...)...)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Fields(out)
+	if len(lines) != len(paths) {
+		return nil, fmt.Errorf("nix-store --query --size: %d sizes for %d paths", len(lines), len(paths))
+	}
+	m := map[string]int64{}
+	for i, l := range lines {
+		n, err := strconv.ParseInt(l, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("nix-store --query --size: %w", err)
+		}
+		m[paths[i]] = n
+	}
+	return m, nil
+}
+
+// framing returns, per path, the bytes nix-store --export adds around the
+// path's NAR: a marker, the export magic, the path, its references, its
+// deriver and an (empty) signature flag. A stream ends with 8 more bytes.
+func framing(ctx context.Context, paths []string) (map[string]int64, error) {
+	str := func(s string) int64 { return 8 + int64(len(s)+7)/8*8 }
+	sort.Strings(paths)
+	out, _, err := run(ctx, "", nil, append([]string{"nix-store", "--query", "--deriver"}, paths...)...)
+	if err != nil {
+		return nil, err
+	}
+	derivers := strings.Fields(out)
+	if len(derivers) != len(paths) {
+		return nil, fmt.Errorf("nix-store --query --deriver: %d derivers for %d paths", len(derivers), len(paths))
+	}
+	m := map[string]int64{}
+	for i, p := range paths {
+		out, _, err := run(ctx, "", nil, "nix-store", "--query", "--references", p)
+		if err != nil {
+			return nil, err
+		}
+		refs := strings.Fields(out)
+		n := 8 + 8 + str(p) + 8 + 8 // marker, magic, path, reference count, signature flag
+		for _, r := range refs {
+			n += str(r)
+		}
+		d := derivers[i]
+		if d == "unknown-deriver" {
+			d = ""
+		}
+		m[p] = n + str(d)
+	}
+	return m, nil
+}
+
+// machineBusy is the CPU time the whole machine has spent busy (user,
+// nice, system, irq, softirq, steal) since boot, from /proc/stat.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		if i < len(f) {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * time.Second / clockTick
+}
