@@ -52,20 +52,21 @@ func report(w io.Writer, c *cli, rs []runStats) bool {
 	fmt.Fprintln(tw, "SCENARIO\tSIDE\tWALL\tCPU HERE\tCPU HOSTS\tCPU TOTAL\tCORES USED\tOTHERS")
 	for _, sc := range []int{first, noop} {
 		for _, side := range []string{"loop", "deploy"} {
-			var wall, here, hosts, total, others []time.Duration
-			var used []float64
+			var wall, here, hosts, total []time.Duration
+			var used, others []float64
 			for _, r := range rs {
 				wl, h, hs, busy := r.loop[sc], r.loopCPU[sc], r.loopRemoteCPU[sc], r.loopBusy[sc]
 				if side == "deploy" {
 					wl, h, hs, busy = r.deploy[sc], r.deployCPU[sc], r.deployRemoteCPU[sc], r.deployBusy[sc]
 				}
 				wall, here, hosts, total = append(wall, wl), append(here, h), append(hosts, hs), append(total, h+hs)
-				others = append(others, max(0, busy-h-hs)*time.Second/max(wl, time.Millisecond))
+				others = append(others, max(0, (busy-h-hs).Seconds())/wl.Seconds())
 				used = append(used, (h+hs).Seconds()/wl.Seconds())
 			}
 			sort.Float64s(used)
+			sort.Float64s(others)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\n", scenarios[sc], side, secs(median(wall)), secs(median(here)),
-				secs(median(hosts)), secs(median(total)), used[len(used)/2], median(others).Seconds())
+				secs(median(hosts)), secs(median(total)), used[len(used)/2], others[len(others)/2])
 		}
 	}
 	tw.Flush()
