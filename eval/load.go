@@ -66,6 +66,21 @@ type loader struct {
 	schema        cue.Value // the embedded schema, compiled in ctx
 	ctx           *cue.Context
 	lines         map[string][]string // the user's files, read for messages
+	stats         map[string]bool     // files known to exist, or not
+}
+
+// exists reports whether file exists, asking the file system once per file:
+// thousands of hosts usually name a handful of files.
+func (l *loader) exists(file string) bool {
+	if ok, seen := l.stats[file]; seen {
+		return ok
+	}
+	if l.stats == nil {
+		l.stats = map[string]bool{}
+	}
+	_, err := os.Stat(file)
+	l.stats[file] = err == nil
+	return err == nil
 }
 
 func newLoader(o Options) (*loader, error) {
@@ -281,14 +296,14 @@ func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema
 		}
 		if nx.File != "" {
 			nx.File = resolve(at("nix", "file"), nx.File)
-			if _, err := os.Stat(nx.File); err != nil {
+			if !l.exists(nx.File) {
 				fail(fmt.Sprintf("nix file %q does not exist", relFile(l.wd, nx.File)), "nix", "file")
 			}
 		} else {
 			ref, attr, _ := strings.Cut(nx.Flake, "#")
 			if isLocalFlake(ref) {
 				ref = resolve(at("nix", "flake"), ref)
-				if _, err := os.Stat(filepath.Join(ref, "flake.nix")); err != nil {
+				if !l.exists(filepath.Join(ref, "flake.nix")) {
 					fail(fmt.Sprintf("no flake.nix in %q", relFile(l.wd, ref)), "nix", "flake")
 				}
 			}
@@ -302,7 +317,7 @@ func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema
 		g := r.Guix
 		gx := schema.Guix{System: g.System, Authorize: g.Authorize}
 		gx.Config = resolve(at("guix", "config"), g.Config)
-		if _, err := os.Stat(gx.Config); err != nil {
+		if !l.exists(gx.Config) {
 			fail(fmt.Sprintf("guix config %q does not exist", relFile(l.wd, gx.Config)), "guix", "config")
 		}
 		for i, p := range g.LoadPath {
@@ -310,7 +325,7 @@ func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema
 		}
 		if g.Channels != "" {
 			gx.Channels = resolve(at("guix", "channels"), g.Channels)
-			if _, err := os.Stat(gx.Channels); err != nil {
+			if !l.exists(gx.Channels) {
 				fail(fmt.Sprintf("guix channels file %q does not exist", relFile(l.wd, gx.Channels)), "guix", "channels")
 			}
 		}
