@@ -54,6 +54,9 @@ type Step struct {
 	// StdinFrom, when set, is a local command whose output is streamed to
 	// this step's standard input over the host's connection.
 	StdinFrom []string `json:"stdinFrom,omitempty"`
+	// Stdin, when set, names the data written to the step's standard input,
+	// one item per line ("<closure>").
+	Stdin string `json:"stdin,omitempty"`
 	// Root is true for a target command that runs as root (through sudo when
 	// the SSH user is not root).
 	Root bool `json:"root,omitempty"`
@@ -74,6 +77,13 @@ type Target struct {
 	Drv string
 	// Out is the system's store path, set by Instantiate.
 	Out string
+	// Closure, when a backend knows it before connecting (Nix sets it in
+	// Build), is every store path Push may send, dependencies first.
+	Closure []string
+	// Missing is the part of Closure the host lacks, when State learned it
+	// in the same round trip; MissingKnown says it did.
+	Missing      []string
+	MissingKnown bool
 }
 
 // State is what a host runs and boots.

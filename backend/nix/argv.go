@@ -82,14 +82,31 @@ func (o Options) outputsArgv(drvs []string) []string {
 // the rest when one fails, so one broken host does not stop the others.
 func (o Options) realiseArgv(drvs []string) []string {
 	argv := append([]string{"nix-store"}, o.options()...)
+	if _, set := o.NixOptions["max-jobs"]; !set {
+		// Independent systems build side by side; nix's default is one job.
+		argv = append(argv, "--max-jobs", "auto")
+	}
 	return append(append(argv, "--realise", "--keep-going"), drvs...)
 }
 
-// invalidArgv prints which of paths are not valid in the store it runs
-// against.
-func invalidArgv(paths []string) []string {
-	return append([]string{"nix-store", "--check-validity", "--print-invalid"}, paths...)
+// dumpDBArgv prints each path's registration: path, NAR hash, NAR size,
+// deriver, the number of references and the references.
+func (o Options) dumpDBArgv(paths []string) []string {
+	argv := append([]string{"nix-store"}, o.options()...)
+	return append(append(argv, "--dump-db"), paths...)
 }
+
+// invalidArgv prints which of the paths on its standard input (one per
+// line) are not valid in the host's store. The paths go on stdin, not in
+// argv: a closure of thousands of paths would overflow the SSH exec request.
+func invalidArgv() []string {
+	return []string{"sh", "-c", invalidScript}
+}
+
+const invalidScript = `xargs -r nix-store --check-validity --print-invalid`
+
+// lines makes the standard input of invalidArgv and stateAndInvalidArgv.
+func lines(paths []string) string { return strings.Join(paths, "\n") + "\n" }
 
 // requisitesArgv prints the closure of paths, dependencies first.
 func (o Options) requisitesArgv(paths []string) []string {
@@ -122,9 +139,19 @@ const stateScript = `c=$(readlink -e /run/current-system); g=$(readlink ` + Prof
 
 func stateArgv() []string { return []string{"sh", "-c", stateScript} }
 
-// setProfileArgv makes out the profile's new generation.
-func setProfileArgv(out string) []string {
-	return []string{"nix-env", "-p", Profile, "--set", out}
+// stateAndInvalidArgv also prints, after the state, which of the paths on
+// its standard input the host lacks: one round trip for both.
+func stateAndInvalidArgv() []string {
+	return []string{"sh", "-c", stateScript + "; " + invalidScript}
+}
+
+// activateArgv reaches goal with system in one round trip: for switch and
+// boot the profile gets a new generation first, as nixos-rebuild does.
+func activateArgv(system, goal string) []string {
+	if !setsProfile(goal) {
+		return switchArgv(system, goal)
+	}
+	return []string{"sh", "-c", `nix-env -p "$1" --set "$2" && exec "$2/bin/switch-to-configuration" "$3"`, "sh", Profile, system, goal}
 }
 
 // switchArgv runs the system's activation for goal.

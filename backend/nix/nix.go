@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -99,55 +100,62 @@ func orPlace(v, place string) string {
 func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 	plans := make([][]backend.Step, len(ts))
 	groups := b.groups(ts)
-	var drvs, localDrvs []string
+	var drvs, localDrvs, roots []string
 	for _, t := range ts {
-		drvs = append(drvs, orPlace(t.Drv, backend.PlaceDrv+"("+t.Host.Name+")"))
+		drv := orPlace(t.Drv, backend.PlaceDrv+"("+t.Host.Name+")")
+		drvs = append(drvs, drv)
 		if t.Host.Build != "target" {
-			localDrvs = append(localDrvs, orPlace(t.Drv, backend.PlaceDrv+"("+t.Host.Name+")"))
+			localDrvs = append(localDrvs, drv)
 		}
+		roots = append(roots, closureRoot(t))
 	}
 	for _, g := range groups {
 		for _, i := range g.targets {
 			plans[i] = append(plans[i], backend.Step{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: g.argv, Batch: len(g.targets) > 1})
 		}
 	}
+	batch := len(ts) > 1
 	outputs := b.opts.outputsArgv(drvs)
 	realise := b.opts.realiseArgv(localDrvs)
+	requisites := b.opts.requisitesArgv(roots)
+	dumpDB := b.opts.dumpDBArgv([]string{"<closures>"})
 	for i, t := range ts {
 		drv := orPlace(t.Drv, backend.PlaceDrv)
 		out := orPlace(t.Out, backend.PlaceOut)
 		goal := t.Host.Activation
-		s := []backend.Step{{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: outputs, Batch: len(ts) > 1}}
+		s := []backend.Step{{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: outputs, Batch: batch}}
 		if t.Host.Build != "target" {
 			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: realise, Batch: len(localDrvs) > 1})
 		}
-		s = append(s, backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Argv: stateArgv()})
-		when := "the host does not run " + out + " for " + goal
-		closureOf := out
-		if t.Host.Build == "target" {
-			closureOf = drv
-		}
 		s = append(s,
-			backend.Step{Phase: backend.PhaseCopy, On: backend.OnLocal, Argv: b.opts.requisitesArgv([]string{closureOf}), When: when},
-			backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Argv: invalidArgv([]string{"<closure>"}), When: when})
+			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: requisites, Batch: batch},
+			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: dumpDB, Batch: batch},
+			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Argv: stateAndInvalidArgv(), Stdin: "<closure>"})
+		when := "the host does not run " + out + " for " + goal
 		if t.Host.Substitute {
-			s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: substituteArgv([]string{backend.PlaceMissing}), When: "paths are missing"})
+			s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: substituteArgv([]string{backend.PlaceMissing}), When: "paths are missing; then it asks again"})
 		}
 		s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: importArgv(),
-			StdinFrom: b.opts.exportArgv([]string{backend.PlaceMissing}), When: "paths are missing"})
+			StdinFrom: b.opts.exportArgv([]string{backend.PlaceMissing}), When: "paths are missing and " + when})
 		if t.Host.Build == "target" {
 			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnTarget, Root: true, Argv: remoteRealiseArgv(drv), When: when})
 		}
-		if setsProfile(goal) {
-			s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: setProfileArgv(out), When: when})
-		}
-		s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: switchArgv(out, goal), When: when})
+		s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), When: when})
 		for _, r := range rollbackArgvs(goal, backend.PlacePrevious, backend.PlacePreviousPath, backend.PlaceFailedGen) {
 			s = append(s, backend.Step{Phase: backend.PhaseRollback, On: backend.OnTarget, Root: true, Argv: r, When: "activation failed"})
 		}
 		plans[i] = append(plans[i], s...)
 	}
 	return plans
+}
+
+// closureRoot is what a host needs the closure of: the system, or its
+// derivation when the host builds it.
+func closureRoot(t *backend.Target) string {
+	if t.Host.Build == "target" {
+		return orPlace(t.Drv, backend.PlaceDrv+"("+t.Host.Name+")")
+	}
+	return orPlace(t.Out, backend.PlaceOut+"("+t.Host.Name+")")
 }
 
 // rollbackArgvs are the commands that take a host back to the previous
@@ -254,7 +262,7 @@ func (b *Backend) Build(ctx context.Context, local hosts.Executor, ts []*backend
 		for _, i := range idx {
 			outs = append(outs, ts[i].Out)
 		}
-		invalid, err := hosts.Lines(ctx, local, hosts.Cmd{Argv: invalidArgv(outs)})
+		invalid, err := hosts.Lines(ctx, local, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(outs))})
 		if err != nil {
 			invalid = outs
 		}
@@ -275,7 +283,92 @@ func (b *Backend) Build(ctx context.Context, local hosts.Executor, ts []*backend
 			}
 		}
 	}
+	b.closures(ctx, local, ts, errs)
 	return errs
+}
+
+// closures sets the Closure of every target without an error, with two
+// processes for all of them: the union of the closures in dependency
+// order, and every path's references, from which each target's own closure
+// is cut. A failure leaves Closure unset; Push then asks per host.
+func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*backend.Target, errs []error) {
+	var roots []string
+	for i, t := range ts {
+		if errs[i] == nil {
+			roots = append(roots, closureRoot(t))
+		}
+	}
+	if len(roots) == 0 {
+		return
+	}
+	union, err := hosts.Lines(ctx, local, hosts.Cmd{Argv: b.opts.requisitesArgv(roots)})
+	if err != nil {
+		return
+	}
+	db, err := hosts.Output(ctx, local, hosts.Cmd{Argv: b.opts.dumpDBArgv(union)})
+	if err != nil {
+		return
+	}
+	refs, err := parseDumpDB(db)
+	if err != nil {
+		return
+	}
+	order := make(map[string]int, len(union))
+	for i, p := range union {
+		order[p] = i
+	}
+	for i, t := range ts {
+		if errs[i] != nil {
+			continue
+		}
+		seen := map[string]bool{}
+		stack := []string{closureRoot(t)}
+		for len(stack) > 0 {
+			p := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			stack = append(stack, refs[p]...)
+		}
+		closure := make([]string, 0, len(seen))
+		for p := range seen {
+			closure = append(closure, p)
+		}
+		sort.Slice(closure, func(a, b int) bool { return order[closure[a]] < order[closure[b]] })
+		t.Closure = closure
+	}
+}
+
+// parseDumpDB reads nix-store --dump-db output into each path's references.
+func parseDumpDB(out string) (map[string][]string, error) {
+	lines := strings.Split(out, "\n")
+	refs := map[string][]string{}
+	for i := 0; i < len(lines); {
+		if strings.TrimSpace(lines[i]) == "" {
+			i++
+			continue
+		}
+		if i+4 >= len(lines) {
+			return nil, fmt.Errorf("parse dump-db: truncated entry for %q", lines[i])
+		}
+		path := lines[i]
+		n, err := strconv.Atoi(strings.TrimSpace(lines[i+4]))
+		if err != nil || n < 0 || i+5+n > len(lines) {
+			return nil, fmt.Errorf("parse dump-db: bad reference count for %q", path)
+		}
+		for _, r := range lines[i+5 : i+5+n] {
+			if r != path {
+				refs[path] = append(refs[path], r)
+			}
+		}
+		if refs[path] == nil {
+			refs[path] = []string{}
+		}
+		i += 5 + n
+	}
+	return refs, nil
 }
 
 // buildError narrows a batch's error to the lines about one derivation.
@@ -327,7 +420,11 @@ func (b *Backend) addRoot(t *backend.Target) error {
 
 // State implements backend.Backend.
 func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.Target) (backend.State, error) {
-	out, err := hosts.Output(ctx, remote, hosts.Cmd{Argv: stateArgv()})
+	c := hosts.Cmd{Argv: stateArgv()}
+	if t.Closure != nil {
+		c = hosts.Cmd{Argv: stateAndInvalidArgv(), Stdin: strings.NewReader(lines(t.Closure))}
+	}
+	out, err := hosts.Output(ctx, remote, c)
 	if err != nil {
 		return backend.State{}, fmt.Errorf("read state: %w", err)
 	}
@@ -337,6 +434,14 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 	}
 	s := backend.State{Current: lines[0], Profile: lines[2]}
 	s.Generation = generation(lines[1])
+	if t.Closure != nil {
+		t.Missing, t.MissingKnown = nil, true
+		for _, l := range lines[3:] {
+			if l = strings.TrimSpace(l); l != "" {
+				t.Missing = append(t.Missing, l)
+			}
+		}
+	}
 	return s, nil
 }
 
@@ -384,18 +489,25 @@ func (b *Backend) Push(ctx context.Context, local, remote hosts.Executor, t *bac
 // query for what is missing, then one stream of exactly those paths.
 func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor, t *backend.Target, root string) (backend.CopyStats, error) {
 	var stats backend.CopyStats
-	closure, err := hosts.Lines(ctx, local, hosts.Cmd{Argv: b.opts.requisitesArgv([]string{root})})
-	if err != nil {
-		return stats, err
+	var err error
+	missing := t.Missing
+	if !t.MissingKnown {
+		closure := t.Closure
+		if closure == nil {
+			if closure, err = hosts.Lines(ctx, local, hosts.Cmd{Argv: b.opts.requisitesArgv([]string{root})}); err != nil {
+				return stats, err
+			}
+		}
+		if missing, err = hosts.Lines(ctx, remote, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(closure))}); err != nil {
+			return stats, err
+		}
 	}
-	missing, err := hosts.Lines(ctx, remote, hosts.Cmd{Argv: invalidArgv(closure)})
-	if err != nil {
-		return stats, err
-	}
+	// The host's answer holds for this push only.
+	t.MissingKnown = false
 	if len(missing) > 0 && t.Host.Substitute {
 		// What the host's substituters cannot give is left for the copy.
 		_ = remote.Run(ctx, hosts.Cmd{Argv: substituteArgv(missing), Privileged: true})
-		if missing, err = hosts.Lines(ctx, remote, hosts.Cmd{Argv: invalidArgv(missing)}); err != nil {
+		if missing, err = hosts.Lines(ctx, remote, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(missing))}); err != nil {
 			return stats, err
 		}
 	}
@@ -439,12 +551,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // Activate implements backend.Backend.
 func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string) error {
-	if setsProfile(goal) {
-		if err := remote.Run(ctx, hosts.Cmd{Argv: setProfileArgv(t.Out), Privileged: true}); err != nil {
-			return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
-		}
-	}
-	if err := remote.Run(ctx, hosts.Cmd{Argv: switchArgv(t.Out, goal), Privileged: true}); err != nil {
+	if err := remote.Run(ctx, hosts.Cmd{Argv: activateArgv(t.Out, goal), Privileged: true}); err != nil {
 		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
 	}
 	return nil

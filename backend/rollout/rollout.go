@@ -199,9 +199,12 @@ func Run(ctx context.Context, req Request) []Result {
 		results[i].Drv, results[i].System = ts[i].Drv, ts[i].Out
 	}
 
-	// One batched build per backend over every locally built system.
+	// One batched build per backend over every locally built system. The
+	// hosts connect meanwhile and wait for it before they copy.
+	buildErrs := make([]error, len(ts))
+	buildDone := make(chan struct{})
 	gs, _ := groups(ts, req.Backends)
-	var wg sync.WaitGroup
+	var builds sync.WaitGroup
 	for _, g := range gs {
 		var live []*backend.Target
 		var idx []int
@@ -217,28 +220,35 @@ func Run(ctx context.Context, req Request) []Result {
 		if len(live) == 0 {
 			continue
 		}
-		wg.Add(1)
+		builds.Add(1)
 		go func() {
-			defer wg.Done()
+			defer builds.Done()
 			for k, err := range g.b.Build(ctx, req.Local, live) {
-				if err != nil {
-					fail(idx[k], backend.PhaseBuild, err)
-				}
+				buildErrs[idx[k]] = err
 			}
 		}()
 	}
-	wg.Wait()
+	go func() {
+		builds.Wait()
+		close(buildDone)
+	}()
 
 	if req.BuildOnly {
+		<-buildDone
 		for i := range ts {
-			if !done[i] {
-				results[i].Status, results[i].Phase = Built, backend.PhaseBuild
-				if ts[i].Host.Build == "target" {
-					results[i].Phase = backend.PhaseEval
-				}
-				results[i].Duration = time.Since(start)
-				obs.Done(results[i])
+			if done[i] {
+				continue
 			}
+			if buildErrs[i] != nil {
+				fail(i, backend.PhaseBuild, buildErrs[i])
+				continue
+			}
+			results[i].Status, results[i].Phase = Built, backend.PhaseBuild
+			if ts[i].Host.Build == "target" {
+				results[i].Phase = backend.PhaseEval
+			}
+			results[i].Duration = time.Since(start)
+			obs.Done(results[i])
 		}
 		return finish(results)
 	}
@@ -246,6 +256,7 @@ func Run(ctx context.Context, req Request) []Result {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sem := make(chan struct{}, req.Parallel)
+	var wg sync.WaitGroup
 	for i, t := range ts {
 		if done[i] {
 			continue
@@ -254,18 +265,26 @@ func Run(ctx context.Context, req Request) []Result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			r := &results[i]
 			select {
 			case sem <- struct{}{}:
 			case <-runCtx.Done():
-				results[i].Status, results[i].Error = Cancelled, "the run was cancelled before this host started"
-				results[i].Duration = time.Since(start)
-				obs.Done(results[i])
+				r.Status, r.Error = Cancelled, "the run was cancelled before this host started"
+				r.Duration = time.Since(start)
+				obs.Done(*r)
 				return
 			}
 			defer func() { <-sem }()
 			hostStart := time.Now()
-			r := &results[i]
-			pipeline(runCtx, req, b, t, r, obs)
+			built := func() error {
+				select {
+				case <-buildDone:
+					return buildErrs[i]
+				case <-runCtx.Done():
+					return runCtx.Err()
+				}
+			}
+			pipeline(runCtx, req, b, t, r, obs, built)
 			r.Duration = time.Since(hostStart)
 			if !r.Status.OK() && req.FailFast {
 				cancel()
@@ -286,14 +305,19 @@ func finish(rs []Result) []Result {
 
 // pipeline takes one host from connect to its goal, rolling back a failed
 // activation.
-func pipeline(ctx context.Context, req Request, b backend.Backend, t *backend.Target, r *Result, obs Observer) {
+//
+// The host connects while the batched build runs; built waits for the
+// build and returns this host's build error. The host's timeout covers
+// connecting and everything after the build.
+func pipeline(ctx context.Context, req Request, b backend.Backend, t *backend.Target, r *Result, obs Observer, built func() error) {
 	timeout := req.Timeout
 	if t.Host.Timeout > 0 {
 		timeout = t.Host.Timeout
 	}
+	base := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(base, timeout)
 		defer cancel()
 	}
 	phase := func(p string) {
@@ -321,6 +345,20 @@ func pipeline(ctx context.Context, req Request, b backend.Backend, t *backend.Ta
 		return
 	}
 	defer conn.Close()
+	if t.Host.Build != "target" {
+		phase(backend.PhaseBuild)
+	}
+	if err := built(); err != nil {
+		r.Phase = backend.PhaseBuild
+		failed(err)
+		return
+	}
+	if timeout > 0 {
+		// The wait for the shared build does not count against the host.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(base, timeout)
+		defer cancel()
+	}
 	prev, err := b.State(ctx, conn, t)
 	if err != nil {
 		failed(err)

@@ -77,6 +77,9 @@ func printPlan(e *env, p planJSON) error {
 			if len(s.StdinFrom) > 0 {
 				cmd = hosts.ShellJoin(s.StdinFrom) + " | " + cmd
 			}
+			if s.Stdin != "" {
+				cmd += " < " + s.Stdin
+			}
 			if s.Root {
 				cmd += "   (as root)"
 			}
