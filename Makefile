@@ -26,11 +26,16 @@ bench: bench-eval bench-deploy
 bin/cue:
 	GOBIN=$(CURDIR)/bin $(GO) install cuelang.org/go/cmd/cue@$(CUE_VERSION)
 
+# deploy eval --json against cue export of the same generated package, for
+# 100, 1000 and 5000 hosts: wall time, peak memory, ratios.
 bench-eval: build bin/cue
-	@echo "bench-eval: not yet wired"
+	$(GO) run ./cmd/evalbench -deploy bin/deploy -cue bin/cue
 
+# deploy against a serial shell loop (nix-build, nix-copy-closure, ssh) on
+# two local fleets of 20 hosts: first deploy and no-op, as ratios. Root.
 bench-deploy: build
-	@echo "bench-deploy: not yet wired"
+	$(GO) build -o bin/deploybench ./cmd/deploybench
+	bin/deploybench --deploy bin/deploy
 
 # A real deployment of examples/forum on a local fleet; installs what is
 # missing first (as root, on Debian).
