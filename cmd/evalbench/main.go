@@ -78,7 +78,7 @@ func run(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "runs per command: %d (median wall time, median peak RSS)\n\n", *runs)
 
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "hosts\tdeploy eval --json\tpeak RSS\tcue export\tpeak RSS\ttime ratio\tmemory ratio\t")
+	fmt.Fprintln(tw, "hosts\tdeploy eval --json\tpeak RSS\tcue export\tpeak RSS\ttime ratio\tmemory ratio\tdeploy validate\tratio\t")
 	for _, n := range ns {
 		dir := filepath.Join(root, fmt.Sprintf("fleet-%d", n))
 		if err := generate(dir, n); err != nil {
@@ -92,9 +92,16 @@ func run(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.2fx\t%.2fx\t\n", n,
+		// deploy validate is the loader alone (no plans, no JSON), to show
+		// which part of eval costs what.
+		v, err := measure(*runs, dir, *deploy, "validate", ".")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%.2fx\t%.2fx\t%s\t%.2fx\t\n", n,
 			ms(d.wall), mib(d.rss), ms(c.wall), mib(c.rss),
-			float64(d.wall)/float64(c.wall), float64(d.rss)/float64(c.rss))
+			float64(d.wall)/float64(c.wall), float64(d.rss)/float64(c.rss),
+			ms(v.wall), float64(v.wall)/float64(c.wall))
 	}
 	return tw.Flush()
 }
