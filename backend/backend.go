@@ -50,7 +50,7 @@ type Step struct {
 	On string `json:"on"`
 	// Argv is the exact command. Values not known before the run are
 	// placeholders (see Place*) unless the plan was instantiated.
-	Argv []string `json:"argv"`
+	Argv []string `json:"argv,omitempty"`
 	// StdinFrom, when set, is a local command whose output is streamed to
 	// this step's standard input over the host's connection.
 	StdinFrom []string `json:"stdinFrom,omitempty"`
@@ -63,9 +63,10 @@ type Step struct {
 	// When says under which condition the step runs, for steps that do not
 	// always run ("missing paths", "activation failed", ...).
 	When string `json:"when,omitempty"`
-	// Batch is true when one process serves every selected host of this
-	// backend; Argv then lists all of them.
-	Batch bool `json:"batch,omitempty"`
+	// Batch, when set, names the one process that serves several hosts
+	// ("nix-realise"); every host's plan holds a step with the same Batch
+	// and the same Argv, which lists all of them.
+	Batch string `json:"batch,omitempty"`
 }
 
 // Target is one selected host in a run and what the run has learned of it.

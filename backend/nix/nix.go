@@ -109,9 +109,10 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		}
 		roots = append(roots, closureRoot(t))
 	}
-	for _, g := range groups {
+	for k, g := range groups {
+		id := batchID(len(g.targets) > 1, fmt.Sprintf("nix-eval-%d", k+1))
 		for _, i := range g.targets {
-			plans[i] = append(plans[i], backend.Step{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: g.argv, Batch: len(g.targets) > 1})
+			plans[i] = append(plans[i], backend.Step{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: g.argv, Batch: id})
 		}
 	}
 	batch := len(ts) > 1
@@ -123,13 +124,13 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		drv := orPlace(t.Drv, backend.PlaceDrv)
 		out := orPlace(t.Out, backend.PlaceOut)
 		goal := t.Host.Activation
-		s := []backend.Step{{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: outputs, Batch: batch}}
+		s := []backend.Step{{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: outputs, Batch: batchID(batch, "nix-outputs")}}
 		if t.Host.Build != "target" {
-			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: realise, Batch: len(localDrvs) > 1})
+			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: realise, Batch: batchID(len(localDrvs) > 1, "nix-realise")})
 		}
 		s = append(s,
-			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: requisites, Batch: batch},
-			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: dumpDB, Batch: batch},
+			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: requisites, Batch: batchID(batch, "nix-closures")},
+			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: dumpDB, Batch: batchID(batch, "nix-references")},
 			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Argv: stateAndInvalidArgv(), Stdin: "<closure>"})
 		when := "the host does not run " + out + " for " + goal
 		if t.Host.Substitute {
@@ -147,6 +148,14 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		plans[i] = append(plans[i], s...)
 	}
 	return plans
+}
+
+// batchID names a batched step, or nothing when it serves one host.
+func batchID(batched bool, id string) string {
+	if batched {
+		return id
+	}
+	return ""
 }
 
 // closureRoot is what a host needs the closure of: the system, or its

@@ -65,8 +65,8 @@ func TestEvalJSONIsThePlan(t *testing.T) {
 	}
 	var phases []string
 	for _, s := range h.Steps {
-		if len(s.Argv) == 0 {
-			t.Errorf("step %+v has no argv", s)
+		if (len(s.Argv) == 0) == (s.Batch == "") {
+			t.Errorf("step %+v: want either its own argv or a batch id", s)
 		}
 		phases = append(phases, s.Phase+"/"+s.On)
 	}
@@ -114,6 +114,17 @@ func TestEvalInstantiateFillsDerivations(t *testing.T) {
 			}
 		}
 	}
+	// Batched steps are listed once, naming every host they serve, and
+	// hold the real derivations.
+	for _, b := range p.Batches {
+		if b.ID == "nix-realise" {
+			if len(b.Hosts) != len(p.Hosts) || strings.Contains(strings.Join(b.Argv, " "), "<drv>") {
+				t.Errorf("batch %+v: want all %d hosts and real derivations", b, len(p.Hosts))
+			}
+			return
+		}
+	}
+	t.Errorf("no nix-realise batch in %+v", p.Batches)
 }
 
 func TestEvalInstantiateGuixWithoutGuix(t *testing.T) {

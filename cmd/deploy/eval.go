@@ -19,10 +19,22 @@ type evalCmd struct {
 	Instantiate bool `name:"instantiate" help:"Also evaluate the systems for real (batched) and fill in their .drv and store paths."`
 }
 
-// planJSON is the documented, stable form of deploy eval --json.
+// planJSON is the documented, stable form of deploy eval --json. A step
+// that one process runs for many hosts is listed once in Batches; each
+// host's step names it by id and carries no argv, so the plan grows
+// linearly with the fleet.
 type planJSON struct {
 	Deployment string         `json:"deployment"`
+	Batches    []batchJSON    `json:"batches"`
 	Hosts      []hostPlanJSON `json:"hosts"`
+}
+
+type batchJSON struct {
+	ID    string   `json:"id"`
+	Phase string   `json:"phase"`
+	On    string   `json:"on"`
+	Argv  []string `json:"argv"`
+	Hosts []string `json:"hosts"`
 }
 
 type hostPlanJSON struct {
@@ -50,9 +62,23 @@ func (c *evalCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	out := planJSON{Deployment: d.Name, Hosts: []hostPlanJSON{}}
+	out := planJSON{Deployment: d.Name, Batches: []batchJSON{}, Hosts: []hostPlanJSON{}}
+	batches := map[string]int{}
 	for i, t := range ts {
 		h := t.Host
+		for k, s := range plans[i] {
+			if s.Batch == "" {
+				continue
+			}
+			b, ok := batches[s.Batch]
+			if !ok {
+				b = len(out.Batches)
+				batches[s.Batch] = b
+				out.Batches = append(out.Batches, batchJSON{ID: s.Batch, Phase: s.Phase, On: s.On, Argv: s.Argv})
+			}
+			out.Batches[b].Hosts = append(out.Batches[b].Hosts, h.Name)
+			plans[i][k].Argv = nil
+		}
 		out.Hosts = append(out.Hosts, hostPlanJSON{
 			hostJSON: newHostJSON(h), Build: h.Build, Activation: h.Activation,
 			DrvPath: t.Drv, System: t.Out, Steps: plans[i],
@@ -66,6 +92,16 @@ func (c *evalCmd) Run(e *env) error {
 
 func printPlan(e *env, p planJSON) error {
 	fmt.Fprintf(e.stdout, "deployment %s: %d host%s\n", p.Deployment, len(p.Hosts), plural(len(p.Hosts)))
+	if len(p.Batches) > 0 {
+		fmt.Fprintf(e.stdout, "\nbatched steps (one process for several hosts):\n")
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		for _, b := range p.Batches {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", b.ID, b.Phase, b.On, hosts.ShellJoin(b.Argv))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	for _, h := range p.Hosts {
 		fmt.Fprintf(e.stdout, "\n%s  %s:%d  %s  build %s  goal %s  tags %s\n", h.Name, h.Address, h.Port, h.Backend, h.Build, h.Activation, strings.Join(h.Tags, ","))
 		if h.DrvPath != "" {
@@ -74,6 +110,9 @@ func printPlan(e *env, p planJSON) error {
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		for _, s := range h.Steps {
 			cmd := hosts.ShellJoin(s.Argv)
+			if s.Batch != "" {
+				cmd = "[batch " + s.Batch + "]"
+			}
 			if len(s.StdinFrom) > 0 {
 				cmd = hosts.ShellJoin(s.StdinFrom) + " | " + cmd
 			}
@@ -84,9 +123,6 @@ func printPlan(e *env, p planJSON) error {
 				cmd += "   (as root)"
 			}
 			var notes []string
-			if s.Batch {
-				notes = append(notes, "batched")
-			}
 			if s.When != "" {
 				notes = append(notes, "if "+s.When)
 			}
