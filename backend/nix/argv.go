@@ -135,14 +135,20 @@ func remoteRealiseArgv(drv string) []string {
 
 // stateScript prints, one per line: the running system, the profile's
 // generation link and the system the profile points at (empty when absent).
-const stateScript = `c=$(readlink -e /run/current-system); g=$(readlink ` + Profile + `); p=$(readlink -e ` + Profile + `); printf '%s\n%s\n%s\n' "$c" "$g" "$p"`
+// cd -P and pwd -P are shell builtins: fewer processes per host.
+const stateScript = `c=$(cd -P /run/current-system 2>/dev/null && pwd -P); g=$(readlink ` + Profile + `); p=$(cd -P ` + Profile + ` 2>/dev/null && pwd -P); printf '%s\n%s\n%s\n' "$c" "$g" "$p"`
 
 func stateArgv() []string { return []string{"sh", "-c", stateScript} }
 
 // stateAndInvalidArgv also prints, after the state, which of the paths on
-// its standard input the host lacks: one round trip for both.
-func stateAndInvalidArgv() []string {
-	return []string{"sh", "-c", stateScript + "; " + invalidScript}
+// its standard input the host lacks: one round trip for both. A host that
+// already has system for goal skips the query.
+func stateAndInvalidArgv(goal, system string) []string {
+	return []string{"sh", "-c", stateScript + `; case "$1" in
+switch) [ "$c" = "$2" ] && [ "$p" = "$2" ] && exit 0 ;;
+boot) [ "$p" = "$2" ] && exit 0 ;;
+test) [ "$c" = "$2" ] && exit 0 ;;
+esac; ` + invalidScript, "sh", goal, system}
 }
 
 // activateArgv reaches goal with system in one round trip: for switch and

@@ -131,7 +131,7 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		s = append(s,
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: requisites, Batch: batchID(batch, "nix-closures")},
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: dumpDB, Batch: batchID(batch, "nix-references")},
-			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Argv: stateAndInvalidArgv(), Stdin: "<closure>"})
+			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Argv: stateAndInvalidArgv(goal, out), Stdin: "<closure>"})
 		when := "the host does not run " + out + " for " + goal
 		if t.Host.Substitute {
 			s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: substituteArgv([]string{backend.PlaceMissing}), When: "paths are missing; then it asks again"})
@@ -431,7 +431,7 @@ func (b *Backend) addRoot(t *backend.Target) error {
 func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.Target) (backend.State, error) {
 	c := hosts.Cmd{Argv: stateArgv()}
 	if t.Closure != nil {
-		c = hosts.Cmd{Argv: stateAndInvalidArgv(), Stdin: strings.NewReader(lines(t.Closure))}
+		c = hosts.Cmd{Argv: stateAndInvalidArgv(t.Host.Activation, t.Out), Stdin: strings.NewReader(lines(t.Closure))}
 	}
 	out, err := hosts.Output(ctx, remote, c)
 	if err != nil {

@@ -165,6 +165,10 @@ func Instantiate(ctx context.Context, local hosts.Executor, ts []*backend.Target
 
 // Run deploys (or builds) the request's hosts and returns one result per
 // host, in the request's order.
+//
+// The deployer evaluates and then builds every system in batches while the
+// hosts already connect; each host waits for its own system before it
+// copies.
 func Run(ctx context.Context, req Request) []Result {
 	if req.Parallel <= 0 {
 		req.Parallel = 10
@@ -180,75 +184,34 @@ func Run(ctx context.Context, req Request) []Result {
 		results[i] = Result{Host: t.Host.Name, Backend: t.Host.Backend(), Goal: t.Host.Activation, Phase: backend.PhaseEval}
 		obs.Phase(t.Host.Name, backend.PhaseEval)
 	}
-	done := make([]bool, len(ts))
-	fail := func(i int, phase string, err error) {
-		var pe *backend.PhaseError
-		if errors.As(err, &pe) {
-			phase, err = pe.Phase, pe.Err
-		}
-		results[i].Status, results[i].Phase, results[i].Error = Failed, phase, err.Error()
-		results[i].Duration = time.Since(start)
-		done[i] = true
-		obs.Done(results[i])
-	}
 
-	for i, err := range Instantiate(ctx, req.Local, ts, req.Backends) {
-		if err != nil {
-			fail(i, backend.PhaseEval, err)
-		}
-		results[i].Drv, results[i].System = ts[i].Drv, ts[i].Out
-	}
-
-	// One batched build per backend over every locally built system. The
-	// hosts connect meanwhile and wait for it before they copy.
+	evalErrs := make([]error, len(ts))
 	buildErrs := make([]error, len(ts))
-	buildDone := make(chan struct{})
-	gs, _ := groups(ts, req.Backends)
-	var builds sync.WaitGroup
-	for _, g := range gs {
-		var live []*backend.Target
-		var idx []int
-		for k, t := range g.ts {
-			if !done[g.idx[k]] {
-				live = append(live, t)
-				idx = append(idx, g.idx[k])
-				if t.Host.Build != "target" {
-					obs.Phase(t.Host.Name, backend.PhaseBuild)
-				}
-			}
-		}
-		if len(live) == 0 {
-			continue
-		}
-		builds.Add(1)
-		go func() {
-			defer builds.Done()
-			for k, err := range g.b.Build(ctx, req.Local, live) {
-				buildErrs[idx[k]] = err
-			}
-		}()
-	}
+	evaluated, built := make(chan struct{}), make(chan struct{})
 	go func() {
-		builds.Wait()
-		close(buildDone)
+		copy(evalErrs, Instantiate(ctx, req.Local, ts, req.Backends))
+		close(evaluated)
+		build(ctx, req, ts, evalErrs, buildErrs, obs)
+		close(built)
 	}()
 
 	if req.BuildOnly {
-		<-buildDone
-		for i := range ts {
-			if done[i] {
-				continue
+		<-built
+		for i, t := range ts {
+			r := &results[i]
+			r.Drv, r.System = t.Drv, t.Out
+			switch {
+			case evalErrs[i] != nil:
+				setFailed(r, backend.PhaseEval, evalErrs[i])
+			case buildErrs[i] != nil:
+				setFailed(r, backend.PhaseBuild, buildErrs[i])
+			case t.Host.Build == "target":
+				r.Status = Built // evaluated; the host builds it
+			default:
+				r.Status, r.Phase = Built, backend.PhaseBuild
 			}
-			if buildErrs[i] != nil {
-				fail(i, backend.PhaseBuild, buildErrs[i])
-				continue
-			}
-			results[i].Status, results[i].Phase = Built, backend.PhaseBuild
-			if ts[i].Host.Build == "target" {
-				results[i].Phase = backend.PhaseEval
-			}
-			results[i].Duration = time.Since(start)
-			obs.Done(results[i])
+			r.Duration = time.Since(start)
+			obs.Done(*r)
 		}
 		return finish(results)
 	}
@@ -258,10 +221,6 @@ func Run(ctx context.Context, req Request) []Result {
 	sem := make(chan struct{}, req.Parallel)
 	var wg sync.WaitGroup
 	for i, t := range ts {
-		if done[i] {
-			continue
-		}
-		b := req.Backends[t.Host.Backend()]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -276,15 +235,19 @@ func Run(ctx context.Context, req Request) []Result {
 			}
 			defer func() { <-sem }()
 			hostStart := time.Now()
-			built := func() error {
-				select {
-				case <-buildDone:
-					return buildErrs[i]
-				case <-runCtx.Done():
-					return runCtx.Err()
+			wait := func(ch <-chan struct{}, errs []error) func() error {
+				return func() error {
+					select {
+					case <-ch:
+						return errs[i]
+					case <-runCtx.Done():
+						return runCtx.Err()
+					}
 				}
 			}
-			pipeline(runCtx, req, b, t, r, obs, built)
+			h := hostRun{req: req, b: req.Backends[t.Host.Backend()], t: t, r: r, obs: obs,
+				evaluated: wait(evaluated, evalErrs), built: wait(built, buildErrs)}
+			h.pipeline(runCtx)
 			r.Duration = time.Since(hostStart)
 			if !r.Status.OK() && req.FailFast {
 				cancel()
@@ -296,6 +259,43 @@ func Run(ctx context.Context, req Request) []Result {
 	return finish(results)
 }
 
+// build runs one batched build per backend over every evaluated system,
+// the backends concurrently, and records each target's error.
+func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, buildErrs []error, obs Observer) {
+	gs, _ := groups(ts, req.Backends)
+	var wg sync.WaitGroup
+	for _, g := range gs {
+		var live []*backend.Target
+		var idx []int
+		for k, t := range g.ts {
+			if evalErrs[g.idx[k]] == nil {
+				live = append(live, t)
+				idx = append(idx, g.idx[k])
+			}
+		}
+		if len(live) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k, err := range g.b.Build(ctx, req.Local, live) {
+				buildErrs[idx[k]] = err
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// setFailed records err as r's failure in phase, unless err names its own.
+func setFailed(r *Result, phase string, err error) {
+	var pe *backend.PhaseError
+	if errors.As(err, &pe) {
+		phase, err = pe.Phase, pe.Err
+	}
+	r.Status, r.Phase, r.Error = Failed, phase, err.Error()
+}
+
 func finish(rs []Result) []Result {
 	for i := range rs {
 		rs[i].DurationMS = rs[i].Duration.Milliseconds()
@@ -303,63 +303,78 @@ func finish(rs []Result) []Result {
 	return rs
 }
 
+// hostRun is one host's pipeline and what it waits on.
+type hostRun struct {
+	req Request
+	b   backend.Backend
+	t   *backend.Target
+	r   *Result
+	obs Observer
+	// evaluated and built wait for the deployer's batches and return this
+	// host's error from them.
+	evaluated, built func() error
+}
+
 // pipeline takes one host from connect to its goal, rolling back a failed
-// activation.
-//
-// The host connects while the batched build runs; built waits for the
-// build and returns this host's build error. The host's timeout covers
-// connecting and everything after the build.
-func pipeline(ctx context.Context, req Request, b backend.Backend, t *backend.Target, r *Result, obs Observer, built func() error) {
-	timeout := req.Timeout
+// activation. The host's timeout covers connecting and everything after
+// the build; waiting for the shared batches does not count against it.
+func (h *hostRun) pipeline(base context.Context) {
+	t, r := h.t, h.r
+	timeout := h.req.Timeout
 	if t.Host.Timeout > 0 {
 		timeout = t.Host.Timeout
 	}
-	base := ctx
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(base, timeout)
-		defer cancel()
+	ctx, cancel := base, context.CancelFunc(func() {})
+	arm := func() {
+		cancel()
+		if timeout > 0 {
+			ctx, cancel = context.WithTimeout(base, timeout)
+		}
 	}
+	arm()
+	defer func() { cancel() }()
 	phase := func(p string) {
 		r.Phase = p
-		obs.Phase(t.Host.Name, p)
+		h.obs.Phase(t.Host.Name, p)
 	}
 	failed := func(err error) {
-		var pe *backend.PhaseError
-		if errors.As(err, &pe) {
-			r.Phase, err = pe.Phase, pe.Err
-		}
 		if ctx.Err() == context.DeadlineExceeded {
 			err = fmt.Errorf("%w (timed out after %s)", err, timeout)
 		}
-		r.Status, r.Error = Failed, err.Error()
+		setFailed(r, r.Phase, err)
 		if errors.Is(ctx.Err(), context.Canceled) {
 			// Another host failed under --fail-fast, or the user interrupted.
 			r.Status = Cancelled
 		}
 	}
+
 	phase(backend.PhaseConnect)
-	conn, err := req.Dial(ctx, t.Host)
-	if err != nil {
+	conn, dialErr := h.req.Dial(ctx, t.Host)
+	if dialErr == nil {
+		defer conn.Close()
+	}
+	// A system that does not evaluate is the first thing to report.
+	if err := h.evaluated(); err != nil {
+		r.Phase = backend.PhaseEval
 		failed(err)
 		return
 	}
-	defer conn.Close()
+	r.Drv, r.System = t.Drv, t.Out
+	if dialErr != nil {
+		failed(dialErr)
+		return
+	}
 	if t.Host.Build != "target" {
 		phase(backend.PhaseBuild)
 	}
-	if err := built(); err != nil {
+	if err := h.built(); err != nil {
 		r.Phase = backend.PhaseBuild
 		failed(err)
 		return
 	}
-	if timeout > 0 {
-		// The wait for the shared build does not count against the host.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(base, timeout)
-		defer cancel()
-	}
-	prev, err := b.State(ctx, conn, t)
+	arm()
+	phase(backend.PhaseConnect)
+	prev, err := h.b.State(ctx, conn, t)
 	if err != nil {
 		failed(err)
 		return
@@ -371,25 +386,25 @@ func pipeline(ctx context.Context, req Request, b backend.Backend, t *backend.Ta
 		return
 	}
 	phase(backend.PhaseCopy)
-	stats, err := b.Push(ctx, req.Local, conn, t)
+	stats, err := h.b.Push(ctx, h.req.Local, conn, t)
 	r.Copied = stats
 	if err != nil {
 		failed(err)
 		return
 	}
 	phase(backend.PhaseActivate)
-	if err := b.Activate(ctx, conn, t, goal); err != nil {
+	if err := h.b.Activate(ctx, conn, t, goal); err != nil {
 		actErr := err
 		var pe *backend.PhaseError
 		if errors.As(err, &pe) {
 			actErr = pe.Err
 		}
-		phase(backend.PhaseRollback)
 		if goal == "dry-activate" {
-			failed(&backend.PhaseError{Phase: backend.PhaseActivate, Err: actErr})
+			failed(err)
 			return
 		}
-		if rbErr := b.Rollback(ctx, conn, t, goal, prev); rbErr != nil {
+		phase(backend.PhaseRollback)
+		if rbErr := h.b.Rollback(ctx, conn, t, goal, prev); rbErr != nil {
 			failed(fmt.Errorf("activation failed: %v; rollback failed too: %w", actErr, rbErr))
 			return
 		}
