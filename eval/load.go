@@ -7,6 +7,7 @@ package eval
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,6 +21,7 @@ import (
 	"cuelang.org/go/cue/load"
 
 	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/modules"
 	"cuedeploy.dev/cuedeploy/schema"
 )
 
@@ -38,6 +40,25 @@ type Options struct {
 // schemaFile is where the schema is overlaid inside the user's module; any
 // position in it is the schema's, not the user's.
 const schemaDir = "cue.mod/pkg/" + schema.ImportPath
+
+// shippedDir holds everything the binary overlays: the schema and the
+// modules under cuedeploy.dev/modules.
+const shippedDir = "cue.mod/pkg/cuedeploy.dev"
+
+// overlayModules puts the shipped CUE modules into the user's module.
+func overlayModules(overlay map[string]load.Source, root string) error {
+	return fs.WalkDir(modules.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := modules.FS.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("read shipped module %s: %w", p, err)
+		}
+		overlay[filepath.Join(root, "cue.mod/pkg", modules.ImportPrefix, p)] = load.FromBytes(b)
+		return nil
+	})
+}
 
 var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
@@ -137,6 +158,9 @@ func (l *loader) load() (*schema.Deployment, error) {
 		return nil, errs.sortDedup()
 	}
 	overlay[filepath.Join(root, schemaDir, "schema.cue")] = load.FromString(schema.Source)
+	if err := overlayModules(overlay, root); err != nil {
+		return nil, err
+	}
 	cfg := &load.Config{
 		Dir:        l.dir,
 		ModuleRoot: root,
@@ -421,7 +445,7 @@ func (l *loader) fieldDir(path []string) string {
 }
 
 func (l *loader) isSchema(file string) bool {
-	return strings.Contains(filepath.ToSlash(file), "/"+schemaDir+"/") || file == ""
+	return strings.Contains(filepath.ToSlash(file), "/"+shippedDir+"/") || file == ""
 }
 
 // cuePath makes a CUE path from plain field names.

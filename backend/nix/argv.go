@@ -144,11 +144,11 @@ func stateArgv() []string { return []string{"sh", "-c", stateScript} }
 // its standard input the host lacks: one round trip for both. A host that
 // already has system for goal skips the query.
 func stateAndInvalidArgv(goal, system string) []string {
-	return []string{"sh", "-c", stateScript + `; case "$1" in
-switch) [ "$c" = "$2" ] && [ "$p" = "$2" ] && exit 0 ;;
-boot) [ "$p" = "$2" ] && exit 0 ;;
-test) [ "$c" = "$2" ] && exit 0 ;;
-esac; ` + invalidScript, "sh", goal, system}
+	return []string{"sh", "-c", stateScript + `; case "$1" in ` +
+		`switch) [ "$c" = "$2" ] && [ "$p" = "$2" ] && exit 0 ;; ` +
+		`boot) [ "$p" = "$2" ] && exit 0 ;; ` +
+		`test) [ "$c" = "$2" ] && exit 0 ;; ` +
+		`esac; ` + invalidScript, "sh", goal, system}
 }
 
 // activateArgv reaches goal with system in one round trip: for switch and
