@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 
@@ -85,7 +88,7 @@ func (c *evalCmd) Run(e *env) error {
 		})
 	}
 	if c.JSON {
-		return writeJSON(e, out)
+		return streamPlan(e, out)
 	}
 	return printPlan(e, out)
 }
@@ -137,4 +140,31 @@ func printPlan(e *env, p planJSON) error {
 		}
 	}
 	return nil
+}
+
+// streamPlan writes p as writeJSON would, host by host, so that a plan of
+// thousands of hosts is never held in one buffer.
+func streamPlan(e *env, p planJSON) error {
+	w := bufio.NewWriterSize(e.stdout, 64<<10)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	head, err := json.Marshal(p.Deployment)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, `{"deployment":%s,"batches":`, head)
+	if err := enc.Encode(p.Batches); err != nil {
+		return err
+	}
+	io.WriteString(w, `,"hosts":[`)
+	for i := range p.Hosts {
+		if i > 0 {
+			io.WriteString(w, ",")
+		}
+		if err := enc.Encode(&p.Hosts[i]); err != nil {
+			return err
+		}
+	}
+	io.WriteString(w, "]}\n")
+	return w.Flush()
 }

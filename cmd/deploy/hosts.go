@@ -87,7 +87,6 @@ func address(h *schema.Host) string {
 
 func writeJSON(e *env, v any) error {
 	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false) // argv holds <placeholders> and shell text
 	return enc.Encode(v)
 }
