@@ -138,7 +138,7 @@ func (l *loader) explainNix(path []string) Errors {
 		if it, err := uv.Fields(); err == nil {
 			for it.Next() {
 				f := append(slices.Clone(path), it.Selector().Unquoted())
-				errs = append(errs, &Error{Pos: l.valuePos(it.Value(), f), Path: showPath(path), Msg: unknownField(f)})
+				errs = append(errs, &Error{Pos: l.valuePos(it.Value(), f), Path: showPath(path), Msg: unknownField(f), unknown: showPath(f)})
 			}
 		}
 		if len(errs) == 0 {
@@ -285,6 +285,7 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error 
 	case has("field not allowed") && len(path) > 0:
 		e.Path = showPath(path[:len(path)-1])
 		e.Msg = unknownField(path)
+		e.unknown = showPath(path)
 	case has("reference") && has("not found"), has("undefined field"):
 		e.Msg = firstReal(msgs)
 		if m := undefinedDefRE.FindStringSubmatch(e.Msg); m != nil {
@@ -634,7 +635,7 @@ func (l *loader) unknownFields() Errors {
 			name := it.Selector().Unquoted()
 			f := append(slices.Clone(path), name)
 			if !isHosts && !slices.Contains(fields[k], name) {
-				errs = append(errs, &Error{Pos: l.valuePos(it.Value(), f), Path: showPath(path), Msg: unknownField(f)})
+				errs = append(errs, &Error{Pos: l.valuePos(it.Value(), f), Path: showPath(path), Msg: unknownField(f), unknown: showPath(f)})
 				continue
 			}
 			switch {

@@ -31,6 +31,9 @@ type Error struct {
 	// hosts."forum-1".ssh.port, or "" for problems of a whole file.
 	Path string
 	Msg  string
+	// unknown is the path of a field the schema does not allow, for
+	// "unknown field" errors; nothing below it is reported again.
+	unknown string
 }
 
 func (e *Error) Error() string {
@@ -77,9 +80,18 @@ func (es Errors) sortDedup() Errors {
 	})
 	// One message per field: the same complaint found twice (by CUE and by
 	// the loader's own checks) is shown once, at its first place.
+	var unknown []string
+	for _, e := range es {
+		if e.unknown != "" {
+			unknown = append(unknown, e.unknown)
+		}
+	}
 	out := es[:0]
 	seen := map[string]bool{}
 	for _, e := range es {
+		if inside(e.Path, unknown) {
+			continue
+		}
 		k := e.Path + "\x00" + e.Msg
 		if seen[k] {
 			continue
@@ -100,4 +112,14 @@ func relFile(wd, file string) string {
 		return r
 	}
 	return file
+}
+
+// inside reports whether path is one of roots or below one.
+func inside(path string, roots []string) bool {
+	for _, r := range roots {
+		if path == r || strings.HasPrefix(path, r+".") {
+			return true
+		}
+	}
+	return false
 }
