@@ -162,16 +162,8 @@ func fastRaw(f *fastHost) (*rawHost, bool) {
 			}
 			r.SSH.Port = *s.Port
 		}
-		for _, p := range []struct {
-			v   *string
-			dst *string
-		}{{s.IdentityFile, &r.SSH.IdentityFile}, {s.JumpHost, &r.SSH.JumpHost}} {
-			if p.v != nil {
-				if *p.v == "" {
-					return nil, false
-				}
-				*p.dst = *p.v
-			}
+		if !optional(s.IdentityFile, &r.SSH.IdentityFile) || !optional(s.JumpHost, &r.SSH.JumpHost) {
+			return nil, false
 		}
 		if s.HostKey != nil {
 			if !fastHostKey.MatchString(*s.HostKey) {
@@ -199,20 +191,25 @@ func fastRaw(f *fastHost) (*rawHost, bool) {
 			return nil, false
 		}
 		r.Guix = &rawGuix{Config: *g.Config, LoadPath: g.LoadPath}
-		for _, p := range []struct {
-			v   *string
-			dst *string
-		}{{g.Channels, &r.Guix.Channels}, {g.System, &r.Guix.System}} {
-			if p.v != nil {
-				if *p.v == "" {
-					return nil, false
-				}
-				*p.dst = *p.v
-			}
+		if !optional(g.Channels, &r.Guix.Channels) || !optional(g.System, &r.Guix.System) {
+			return nil, false
 		}
 		if g.Authorize != nil {
 			r.Guix.Authorize = *g.Authorize
 		}
 	}
 	return r, true
+}
+
+// optional copies an optional non-empty string (string & !="" in the
+// schema) to dst; it reports false for an empty one.
+func optional(v *string, dst *string) bool {
+	if v == nil {
+		return true
+	}
+	if *v == "" {
+		return false
+	}
+	*dst = *v
+	return true
 }
