@@ -131,7 +131,7 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		s = append(s,
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: requisites, Batch: batchID(batch, "nix-closures")},
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: dumpDB, Batch: batchID(batch, "nix-references")},
-			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Argv: stateAndInvalidArgv(goal, out), Stdin: "<closure>"})
+			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateAndInvalidArgv(goal, out), Stdin: "<closure>"})
 		when := "the host does not run " + out + " for " + goal
 		if t.Host.Substitute {
 			s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: substituteArgv([]string{backend.PlaceMissing}), When: "paths are missing; then it asks again"})
@@ -429,9 +429,10 @@ func (b *Backend) addRoot(t *backend.Target) error {
 
 // State implements backend.Backend.
 func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.Target) (backend.State, error) {
-	c := hosts.Cmd{Argv: stateArgv()}
+	// As root: a store without a daemon can only be opened by its owner.
+	c := hosts.Cmd{Argv: stateArgv(), Privileged: true}
 	if t.Closure != nil {
-		c = hosts.Cmd{Argv: stateAndInvalidArgv(t.Host.Activation, t.Out), Stdin: strings.NewReader(lines(t.Closure))}
+		c = hosts.Cmd{Argv: stateAndInvalidArgv(t.Host.Activation, t.Out), Stdin: strings.NewReader(lines(t.Closure)), Privileged: true}
 	}
 	out, err := hosts.Output(ctx, remote, c)
 	if err != nil {
@@ -507,7 +508,7 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 				return stats, err
 			}
 		}
-		if missing, err = hosts.Lines(ctx, remote, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(closure))}); err != nil {
+		if missing, err = hosts.Lines(ctx, remote, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(closure)), Privileged: true}); err != nil {
 			return stats, err
 		}
 	}
@@ -516,7 +517,7 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 	if len(missing) > 0 && t.Host.Substitute {
 		// What the host's substituters cannot give is left for the copy.
 		_ = remote.Run(ctx, hosts.Cmd{Argv: substituteArgv(missing), Privileged: true})
-		if missing, err = hosts.Lines(ctx, remote, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(missing))}); err != nil {
+		if missing, err = hosts.Lines(ctx, remote, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(missing)), Privileged: true}); err != nil {
 			return stats, err
 		}
 	}
