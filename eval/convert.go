@@ -251,7 +251,7 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error 
 			userPos = append(userPos, p)
 		}
 	}
-	sort.SliceStable(userPos, func(i, j int) bool { return userPos[i].Before(userPos[j]) })
+	sort.SliceStable(userPos, func(i, j int) bool { return userPos[i].Compare(userPos[j]) < 0 })
 	e := &Error{Path: showPath(path)}
 	if len(userPos) > 0 {
 		e.Pos = l.pos(userPos[0])
@@ -384,7 +384,7 @@ func (l *loader) valuePos(v cue.Value, path []string) Pos {
 			default:
 				continue
 			}
-			if p := a.Pos(); p.IsValid() && !l.isSchema(p.Filename()) && (!best.IsValid() || p.Before(best)) {
+			if p := a.Pos(); p.IsValid() && !l.isSchema(p.Filename()) && (!best.IsValid() || p.Compare(best) < 0) {
 				best = p
 			}
 		}

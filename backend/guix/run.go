@@ -20,10 +20,10 @@ import (
 // guix program.
 var ErrNoGuix = errors.New("guix not found on PATH")
 
-// noGuix explains ErrNoGuix to the user. Every Guix host is evaluated on
+// errNoGuixHelp explains ErrNoGuix to the user. Every Guix host is evaluated on
 // the deployer, even with build: "target", so there is no setting that
 // avoids it.
-var noGuix = fmt.Errorf("%w: Guix hosts are evaluated on the deployer (guix system build -d), "+
+var errNoGuixHelp = fmt.Errorf("%w: Guix hosts are evaluated on the deployer (guix system build -d), "+
 	"even with build: \"target\"; install GNU Guix on the deployer (https://guix.gnu.org/manual/en/html_node/Installation.html), "+
 	"or run `deploy eval` without --instantiate to see the plan with placeholders", ErrNoGuix)
 
@@ -64,7 +64,7 @@ func (b *Backend) each(ts []*backend.Target, f func(i int, t *backend.Target) er
 func (b *Backend) Instantiate(ctx context.Context, local hosts.Executor, ts []*backend.Target) []error {
 	if err := local.Run(ctx, hosts.Cmd{Argv: VersionArgv()}); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			err = noGuix
+			err = errNoGuixHelp
 		} else {
 			err = fmt.Errorf("probe guix: %w", err)
 		}

@@ -217,33 +217,52 @@ func salt() string {
 	return hex.EncodeToString(b)
 }
 
+// measured is one timed command and what the fleet's hosts did meanwhile.
+type measured struct {
+	out                        string
+	took, cpu, busy, remoteCPU time.Duration
+	conns, sessions            map[string]int
+}
+
+// measure runs argv in dir and reads the fleet's counters around it.
+func measure(ctx context.Context, f *fleet.Fleet, dir string, argv ...string) (measured, error) {
+	var m measured
+	before, err := readCounts(f)
+	if err != nil {
+		return m, err
+	}
+	rcpu, err := remoteCPU(f)
+	if err != nil {
+		return m, err
+	}
+	busy := machineBusy()
+	m.out, m.took, m.cpu, err = runCPU(ctx, dir, nil, argv...)
+	if err != nil {
+		return m, err
+	}
+	m.busy = machineBusy() - busy
+	settle()
+	after, err := readCounts(f)
+	if err != nil {
+		return m, err
+	}
+	rcpu2, err := remoteCPU(f)
+	if err != nil {
+		return m, err
+	}
+	m.remoteCPU = rcpu2 - rcpu
+	m.conns, m.sessions = sub(after.conns, before.conns), sub(after.sessions, before.sessions)
+	return m, nil
+}
+
 func (b *bench) loopSide(ctx context.Context, s *runStats, dir, script, salt string, f *fleet.Fleet) error {
 	for pass := first; pass <= noop; pass++ {
-		before, err := readCounts(f)
-		if err != nil {
-			return err
-		}
-		rcpu, err := remoteCPU(f)
-		if err != nil {
-			return err
-		}
-		busy := machineBusy()
-		_, took, cpu, err := runCPU(ctx, dir, nil, "bash", script, salt)
+		m, err := measure(ctx, f, dir, "bash", script, salt)
 		if err != nil {
 			return fmt.Errorf("the loop: %w", err)
 		}
-		s.loop[pass], s.loopCPU[pass], s.loopBusy[pass] = took, cpu, machineBusy()-busy
-		settle()
-		after, err := readCounts(f)
-		if err != nil {
-			return err
-		}
-		rcpu2, err := remoteCPU(f)
-		if err != nil {
-			return err
-		}
-		s.loopRemoteCPU[pass] = rcpu2 - rcpu
-		s.loopConns[pass] = sub(after.conns, before.conns)
+		s.loop[pass], s.loopCPU[pass], s.loopBusy[pass] = m.took, m.cpu, m.busy
+		s.loopRemoteCPU[pass], s.loopConns[pass] = m.remoteCPU, m.conns
 		systems, err := loopSystems(dir, f)
 		if err != nil {
 			return err
@@ -269,32 +288,13 @@ func (b *bench) deploySide(ctx context.Context, s *runStats, dir, salt string, f
 			}
 			had[h.Name] = m
 		}
-		before, err := readCounts(f)
-		if err != nil {
-			return err
-		}
-		rcpu, err := remoteCPU(f)
-		if err != nil {
-			return err
-		}
-		busy := machineBusy()
-		out, took, cpu, err := runCPU(ctx, "", nil, argv...)
+		m, err := measure(ctx, f, "", argv...)
 		if err != nil {
 			return fmt.Errorf("deploy: %w", err)
 		}
-		s.deploy[pass], s.deployCPU[pass], s.deployBusy[pass] = took, cpu, machineBusy()-busy
-		settle()
-		after, err := readCounts(f)
-		if err != nil {
-			return err
-		}
-		rcpu2, err := remoteCPU(f)
-		if err != nil {
-			return err
-		}
-		s.deployRemoteCPU[pass] = rcpu2 - rcpu
-		s.deployConns[pass] = sub(after.conns, before.conns)
-		s.deploySessions[pass] = sub(after.sessions, before.sessions)
+		out := m.out
+		s.deploy[pass], s.deployCPU[pass], s.deployBusy[pass] = m.took, m.cpu, m.busy
+		s.deployRemoteCPU[pass], s.deployConns[pass], s.deploySessions[pass] = m.remoteCPU, m.conns, m.sessions
 		want := rollout.Unchanged
 		if pass == first {
 			want = rollout.Deployed

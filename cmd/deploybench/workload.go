@@ -29,11 +29,6 @@ type workload struct {
 // extraLibs are the libraries only application b's hosts have.
 const extraLibs = 4
 
-// attribute is the attribute path of host name's system in the Nix file.
-func attribute(name string) string {
-	return "nixosConfigurations." + name + ".config.system.build.toplevel"
-}
-
 // nixFile is the Nix source; it takes the salt as --argstr salt.
 func (w workload) nixFile() string {
 	var names strings.Builder

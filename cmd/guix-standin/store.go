@@ -197,40 +197,29 @@ func atermString(s string) string {
 
 // aterm writes d as Guix and Nix write .drv files.
 func (d drv) aterm() string {
-	var b strings.Builder
-	b.WriteString("Derive([")
-	var outs []string
-	for n := range d.outputs {
-		outs = append(outs, n)
+	var outs, srcs, env []string
+	for _, n := range sortedKeys(d.outputs) {
+		outs = append(outs, fmt.Sprintf("(%s,%s,\"\",\"\")", atermString(n), atermString(d.outputs[n])))
 	}
-	sort.Strings(outs)
-	for i, n := range outs {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		fmt.Fprintf(&b, "(%s,%s,\"\",\"\")", atermString(n), atermString(d.outputs[n]))
+	for _, s := range d.srcs {
+		srcs = append(srcs, atermString(s))
 	}
-	b.WriteString("],[],[")
-	for i, s := range d.srcs {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		b.WriteString(atermString(s))
+	for _, k := range sortedKeys(d.env) {
+		env = append(env, fmt.Sprintf("(%s,%s)", atermString(k), atermString(d.env[k])))
 	}
-	fmt.Fprintf(&b, "],%s,%s,[],[", atermString(d.system), atermString(d.builder))
-	var keys []string
-	for k := range d.env {
+	return fmt.Sprintf("Derive([%s],[],[%s],%s,%s,[],[%s])", strings.Join(outs, ","), strings.Join(srcs, ","),
+		atermString(d.system), atermString(d.builder), strings.Join(env, ","))
+}
+
+// sortedKeys returns m's keys in order, so a .drv is written the same way
+// every time.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		fmt.Fprintf(&b, "(%s,%s)", atermString(k), atermString(d.env[k]))
-	}
-	b.WriteString("])")
-	return b.String()
+	return keys
 }
 
 // parseDrv reads the ATerm of a derivation.

@@ -480,7 +480,7 @@ func buildCmd(l layout, args []string) error {
 
 func gc(l layout, args []string) error {
 	if len(args) < 2 || (args[0] != "-R" && args[0] != "--requisites") {
-		return errors.New("gc: the stand-in only implements -R PATH...")
+		return errors.New("gc: the stand-in implements only -R with store paths")
 	}
 	ps, err := l.closure(args[1:])
 	if err != nil {
