@@ -455,12 +455,26 @@ func show(v cue.Value) string {
 }
 
 // showPath prints a field path as CUE writes it: hosts."forum-1".ssh.port.
+// An element of one of the schema's lists (tags, loadPath) shows as
+// tags[1], as an index, not as a field named "1".
 func showPath(path []string) string {
-	parts := make([]string, len(path))
+	var b strings.Builder
 	for i, p := range path {
-		parts[i] = quoteLabel(p)
+		if i > 0 && (path[i-1] == "tags" || path[i-1] == "loadPath") && isIndex(p) {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteString(".")
+		}
+		b.WriteString(quoteLabel(p))
 	}
-	return strings.Join(parts, ".")
+	return b.String()
+}
+
+func isIndex(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 0 && strconv.Itoa(n) == s
 }
 
 func quoteLabel(s string) string {

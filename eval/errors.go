@@ -117,7 +117,7 @@ func relFile(wd, file string) string {
 // inside reports whether path is one of roots or below one.
 func inside(path string, roots []string) bool {
 	for _, r := range roots {
-		if path == r || strings.HasPrefix(path, r+".") {
+		if path == r || strings.HasPrefix(path, r+".") || strings.HasPrefix(path, r+"[") {
 			return true
 		}
 	}
