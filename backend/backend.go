@@ -38,6 +38,7 @@ const (
 	PlaceDrv          = "<drv>"           // the system's derivation
 	PlaceOut          = "<system>"        // the system's store path
 	PlaceMissing      = "<missing-paths>" // store paths the host lacks
+	PlaceClosure      = "<closure>"       // every store path the system needs
 	PlacePrevious     = "<previous-generation>"
 	PlacePreviousPath = "<previous-system>"
 	PlaceFailedGen    = "<failed-generation>"
@@ -54,8 +55,9 @@ type Step struct {
 	// StdinFrom, when set, is a local command whose output is streamed to
 	// this step's standard input over the host's connection.
 	StdinFrom []string `json:"stdinFrom,omitempty"`
-	// Stdin, when set, names the data written to the step's standard input,
-	// one item per line ("<closure>").
+	// Stdin, when set, names the data written to the step's standard
+	// input: items one per line ("<closure>"), or the protocol messages a
+	// process such as nix-store --serve receives.
 	Stdin string `json:"stdin,omitempty"`
 	// Root is true for a target command that runs as root (through sudo when
 	// the SSH user is not root).
@@ -63,6 +65,9 @@ type Step struct {
 	// When says under which condition the step runs, for steps that do not
 	// always run ("missing paths", "activation failed", ...).
 	When string `json:"when,omitempty"`
+	// Continues is true for a step that is more input to the process the
+	// previous target step started (the same session), not a new command.
+	Continues bool `json:"continues,omitempty"`
 	// Batch, when set, names the one process that serves several hosts
 	// ("nix-realise"); every host's plan holds a step with the same Batch
 	// and the same Argv, which lists all of them.
@@ -81,10 +86,6 @@ type Target struct {
 	// Closure, when a backend knows it before connecting (Nix sets it in
 	// Build), is every store path Push may send, dependencies first.
 	Closure []string
-	// Missing is the part of Closure the host lacks, when State learned it
-	// in the same round trip; MissingKnown says it did.
-	Missing      []string
-	MissingKnown bool
 }
 
 // State is what a host runs and boots.

@@ -127,8 +127,11 @@ type Conn struct {
 	sudo   bool // prefix privileged commands
 	client *ssh.Client
 	jump   *ssh.Client // or nil
-	slots  chan struct{}
-	gone   chan struct{} // closed when the connection has ended
+	// rtt is the TCP handshake's round trip as the kernel measured it, or 0
+	// through a jump host or where the kernel does not say.
+	rtt   time.Duration
+	slots chan struct{}
+	gone  chan struct{} // closed when the connection has ended
 
 	mu   sync.Mutex
 	lost error // why the keepalive gave up, or nil
@@ -169,6 +172,7 @@ func dial(ctx context.Context, o DialOptions, addr string) (*Conn, error) {
 
 	var jump *ssh.Client
 	var nc net.Conn
+	var rtt time.Duration
 	if o.JumpHost != "" {
 		jo, err := parseJumpHost(o.JumpHost, o.User)
 		if err != nil {
@@ -201,6 +205,9 @@ func dial(ctx context.Context, o DialOptions, addr string) (*Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Read before any data flows: later samples include the peer's
+		// delayed acknowledgements.
+		rtt, _ = tcpRoundTrip(nc)
 	}
 
 	client, err := handshake(ctx, nc, addr, o.User, hk, keys)
@@ -212,6 +219,7 @@ func dial(ctx context.Context, o DialOptions, addr string) (*Conn, error) {
 	}
 	c := &Conn{
 		name:   o.Name,
+		rtt:    rtt,
 		sudo:   o.Sudo && o.User != "root",
 		client: client,
 		jump:   jump,
@@ -440,6 +448,11 @@ func expandHome(p string) string {
 
 // Where implements Executor: it is the host's name.
 func (c *Conn) Where() string { return c.name }
+
+// RoundTrip returns the round trip of the TCP handshake with the host, as
+// the kernel measured it (no process scheduling in it); false through a
+// jump host or where the kernel does not say.
+func (c *Conn) RoundTrip() (time.Duration, bool) { return c.rtt, c.rtt > 0 }
 
 // Close closes the connection, ending its sessions.
 func (c *Conn) Close() error {

@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/hosts"
 )
 
 // Profile is the system profile on a NixOS host.
@@ -105,7 +108,7 @@ func invalidArgv() []string {
 
 const invalidScript = `xargs -r nix-store --check-validity --print-invalid`
 
-// lines makes the standard input of invalidArgv and stateAndInvalidArgv.
+// lines makes the standard input of invalidArgv.
 func lines(paths []string) string { return strings.Join(paths, "\n") + "\n" }
 
 // requisitesArgv prints the closure of paths, dependencies first.
@@ -114,19 +117,8 @@ func (o Options) requisitesArgv(paths []string) []string {
 	return append(append(argv, "--query", "--requisites"), paths...)
 }
 
-// exportArgv writes paths as one archive stream.
-func (o Options) exportArgv(paths []string) []string {
-	argv := append([]string{"nix-store"}, o.options()...)
-	return append(append(argv, "--export"), paths...)
-}
-
-// importArgv reads an archive stream into the host's store.
-func importArgv() []string { return []string{"nix-store", "--import"} }
-
-// substituteArgv lets the host fetch what its substituters have.
-func substituteArgv(paths []string) []string {
-	return append([]string{"nix-store", "--realise", "--ignore-unknown"}, paths...)
-}
+// serveArgv is the nix process a copy talks to (see serve.go).
+func serveArgv() []string { return []string{"nix-store", "--serve", "--write"} }
 
 // remoteRealiseArgv builds a derivation on the host.
 func remoteRealiseArgv(drv string) []string {
@@ -140,15 +132,15 @@ const stateScript = `c=$(cd -P /run/current-system 2>/dev/null && pwd -P); g=$(r
 
 func stateArgv() []string { return []string{"sh", "-c", stateScript} }
 
-// stateAndInvalidArgv also prints, after the state, which of the paths on
-// its standard input the host lacks: one round trip for both. A host that
-// already has system for goal skips the query.
-func stateAndInvalidArgv(goal, system string) []string {
+// stateServeArgv prints the state, then, unless the host already has
+// system for goal, a line "serve" and becomes nix-store --serve --write: the
+// same session then says which paths the host lacks and receives them.
+func stateServeArgv(goal, system string) []string {
 	return []string{"sh", "-c", stateScript + `; case "$1" in ` +
 		`switch) [ "$c" = "$2" ] && [ "$p" = "$2" ] && exit 0 ;; ` +
 		`boot) [ "$p" = "$2" ] && exit 0 ;; ` +
 		`test) [ "$c" = "$2" ] && exit 0 ;; ` +
-		`esac; ` + invalidScript, "sh", goal, system}
+		`esac; echo serve; exec ` + hosts.ShellJoin(serveArgv()), "sh", goal, system}
 }
 
 // activateArgv reaches goal with system in one round trip: for switch and
@@ -175,3 +167,12 @@ func deleteGenerationArgv(gen string) []string {
 
 // setsProfile reports whether goal makes a new profile generation.
 func setsProfile(goal string) bool { return goal == "switch" || goal == "boot" }
+
+// queryStdin names what the connect step writes to the host's
+// nix-store --serve once it runs.
+func queryStdin(substitute bool) string {
+	if substitute {
+		return "query-valid-paths --lock --substitute " + backend.PlaceClosure
+	}
+	return "query-valid-paths --lock " + backend.PlaceClosure
+}

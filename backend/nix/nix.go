@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/hosts"
@@ -23,10 +25,25 @@ func init() { backend.Register(New(Options{})) }
 // Backend deploys NixOS-style systems.
 type Backend struct {
 	opts Options
+
+	mu sync.Mutex
+	// info is what the local store records of the paths closures found.
+	info map[string]pathInfo
+	// open are copies State started: the host's nix-store --serve, left
+	// running for Push, and the paths it lacks.
+	open map[*backend.Target]*openCopy
+}
+
+// openCopy is a host's nix-store --serve session between State and Push.
+type openCopy struct {
+	s       *serveSession
+	missing []string
 }
 
 // New returns a Nix backend with run options o.
-func New(o Options) *Backend { return &Backend{opts: o} }
+func New(o Options) *Backend {
+	return &Backend{opts: o, info: map[string]pathInfo{}, open: map[*backend.Target]*openCopy{}}
+}
 
 // Name implements backend.Backend.
 func (*Backend) Name() string { return "nix" }
@@ -131,13 +148,10 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		s = append(s,
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: requisites, Batch: batchID(batch, "nix-closures")},
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: dumpDB, Batch: batchID(batch, "nix-references")},
-			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateAndInvalidArgv(goal, out), Stdin: "<closure>"})
+			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateServeArgv(goal, out), Stdin: queryStdin(t.Host.Substitute)})
 		when := "the host does not run " + out + " for " + goal
-		if t.Host.Substitute {
-			s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: substituteArgv([]string{backend.PlaceMissing}), When: "paths are missing; then it asks again"})
-		}
-		s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: importArgv(),
-			StdinFrom: b.opts.exportArgv([]string{backend.PlaceMissing}), When: "paths are missing and " + when})
+		s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: serveArgv(), Continues: true,
+			Stdin: "add-to-store-nar " + backend.PlaceMissing + " (archives written by deploy)", When: "paths are missing and " + when})
 		if t.Host.Build == "target" {
 			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnTarget, Root: true, Argv: remoteRealiseArgv(drv), When: when})
 		}
@@ -318,10 +332,11 @@ func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*back
 	if err != nil {
 		return
 	}
-	refs, err := parseDumpDB(db)
+	info, err := parseDumpDB(db)
 	if err != nil {
 		return
 	}
+	b.remember(info)
 	order := make(map[string]int, len(union))
 	for i, p := range union {
 		order[p] = i
@@ -339,7 +354,7 @@ func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*back
 				continue
 			}
 			seen[p] = true
-			stack = append(stack, refs[p]...)
+			stack = append(stack, info[p].references...)
 		}
 		closure := make([]string, 0, len(seen))
 		for p := range seen {
@@ -350,10 +365,11 @@ func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*back
 	}
 }
 
-// parseDumpDB reads nix-store --dump-db output into each path's references.
-func parseDumpDB(out string) (map[string][]string, error) {
+// parseDumpDB reads nix-store --dump-db output: per path its NAR hash
+// (base16), NAR size, deriver and references.
+func parseDumpDB(out string) (map[string]pathInfo, error) {
 	lines := strings.Split(out, "\n")
-	refs := map[string][]string{}
+	info := map[string]pathInfo{}
 	for i := 0; i < len(lines); {
 		if strings.TrimSpace(lines[i]) == "" {
 			i++
@@ -363,21 +379,22 @@ func parseDumpDB(out string) (map[string][]string, error) {
 			return nil, fmt.Errorf("parse dump-db: truncated entry for %q", lines[i])
 		}
 		path := lines[i]
+		size, err := strconv.ParseInt(strings.TrimSpace(lines[i+2]), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("parse dump-db: bad NAR size for %q", path)
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(lines[i+4]))
 		if err != nil || n < 0 || i+5+n > len(lines) {
 			return nil, fmt.Errorf("parse dump-db: bad reference count for %q", path)
 		}
-		for _, r := range lines[i+5 : i+5+n] {
-			if r != path {
-				refs[path] = append(refs[path], r)
-			}
+		pi := pathInfo{narSize: size, deriver: lines[i+3], references: append([]string{}, lines[i+5:i+5+n]...)}
+		if h := strings.TrimSpace(lines[i+1]); h != "" {
+			pi.narHash = "sha256:" + h
 		}
-		if refs[path] == nil {
-			refs[path] = []string{}
-		}
+		info[path] = pi
 		i += 5 + n
 	}
-	return refs, nil
+	return info, nil
 }
 
 // buildError narrows a batch's error to the lines about one derivation.
@@ -427,32 +444,138 @@ func (b *Backend) addRoot(t *backend.Target) error {
 	return nil
 }
 
-// State implements backend.Backend.
-func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.Target) (backend.State, error) {
-	// As root: a store without a daemon can only be opened by its owner.
-	c := hosts.Cmd{Argv: stateArgv(), Privileged: true}
-	if t.Closure != nil {
-		c = hosts.Cmd{Argv: stateAndInvalidArgv(t.Host.Activation, t.Out), Stdin: strings.NewReader(lines(t.Closure)), Privileged: true}
+// remember keeps what the local store records of paths.
+func (b *Backend) remember(info map[string]pathInfo) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	maps.Copy(b.info, info)
+}
+
+// infoOf returns the local store's records of paths, asking the store
+// (one process) for those closures did not see.
+func (b *Backend) infoOf(ctx context.Context, local hosts.Executor, paths []string) (map[string]pathInfo, error) {
+	m := make(map[string]pathInfo, len(paths))
+	var unknown []string
+	b.mu.Lock()
+	for _, p := range paths {
+		if in, ok := b.info[p]; ok {
+			m[p] = in
+		} else {
+			unknown = append(unknown, p)
+		}
 	}
-	out, err := hosts.Output(ctx, remote, c)
+	b.mu.Unlock()
+	if len(unknown) == 0 {
+		return m, nil
+	}
+	db, err := hosts.Output(ctx, local, hosts.Cmd{Argv: b.opts.dumpDBArgv(unknown)})
+	if err != nil {
+		return nil, err
+	}
+	info, err := parseDumpDB(db)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range unknown {
+		in, ok := info[p]
+		if !ok {
+			return nil, fmt.Errorf("the local store has no record of %s", p)
+		}
+		if in.narHash == "" || in.narSize == 0 {
+			return nil, fmt.Errorf("the local store records no NAR hash or size for %s", p)
+		}
+		m[p] = in
+	}
+	b.remember(info)
+	return m, nil
+}
+
+// State implements backend.Backend. When the closure is known (Build found
+// it) and the host lacks the system, the same session goes on as the
+// host's nix-store --serve: it says which paths the host lacks, holding
+// those it has as temporary GC roots, and stays open for Push.
+func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.Target) (backend.State, error) {
+	b.release(t)
+	if t.Closure == nil {
+		return readState(ctx, remote)
+	}
+	s := startSession(ctx, remote, stateServeArgv(t.Host.Activation, t.Out))
+	var lines [3]string
+	for i := range lines {
+		l, err := s.line()
+		if err != nil {
+			s.wait()
+			return backend.State{}, fmt.Errorf("read state: %w", err)
+		}
+		lines[i] = l
+	}
+	st := stateOf(lines)
+	l, err := s.line()
+	if err == io.EOF {
+		return st, nil // the host already has the system for the goal
+	}
 	if err != nil {
 		return backend.State{}, fmt.Errorf("read state: %w", err)
 	}
-	lines := strings.Split(out, "\n")
-	for len(lines) < 3 {
-		lines = append(lines, "")
+	if l != "serve" {
+		s.wait()
+		return backend.State{}, fmt.Errorf("read state: unexpected line %q", l)
 	}
-	s := backend.State{Current: lines[0], Profile: lines[2]}
-	s.Generation = generation(lines[1])
-	if t.Closure != nil {
-		t.Missing, t.MissingKnown = nil, true
-		for _, l := range lines[3:] {
-			if l = strings.TrimSpace(l); l != "" {
-				t.Missing = append(t.Missing, l)
-			}
+	missing, err := missingPaths(s, t.Closure, t.Host.Substitute)
+	if err != nil {
+		return backend.State{}, fmt.Errorf("query the host's store: %w", err)
+	}
+	b.mu.Lock()
+	b.open[t] = &openCopy{s: s, missing: missing}
+	b.mu.Unlock()
+	return st, nil
+}
+
+// release ends the session State left open for t, if any.
+func (b *Backend) release(t *backend.Target) *openCopy {
+	b.mu.Lock()
+	oc := b.open[t]
+	delete(b.open, t)
+	b.mu.Unlock()
+	return oc
+}
+
+// missingPaths greets the host's nix-store --serve and returns which of
+// closure it lacks, in closure order.
+func missingPaths(s *serveSession, closure []string, substitute bool) ([]string, error) {
+	err := s.hello()
+	var valid map[string]bool
+	if err == nil {
+		valid, err = s.queryValid(closure, true, substitute)
+	}
+	if err != nil {
+		s.wait()
+		return nil, err
+	}
+	var missing []string
+	for _, p := range closure {
+		if !valid[p] {
+			missing = append(missing, p)
 		}
 	}
-	return s, nil
+	return missing, nil
+}
+
+// readState reads the host's state alone.
+func readState(ctx context.Context, remote hosts.Executor) (backend.State, error) {
+	// As root: a store without a daemon can only be opened by its owner.
+	out, err := hosts.Output(ctx, remote, hosts.Cmd{Argv: stateArgv(), Privileged: true})
+	if err != nil {
+		return backend.State{}, fmt.Errorf("read state: %w", err)
+	}
+	var lines [3]string
+	copy(lines[:], strings.Split(out, "\n"))
+	return stateOf(lines), nil
+}
+
+// stateOf reads the state script's three lines.
+func stateOf(lines [3]string) backend.State {
+	return backend.State{Current: lines[0], Profile: lines[2], Generation: generation(lines[1])}
 }
 
 // generation parses "system-12-link" into 12.
@@ -495,68 +618,45 @@ func (b *Backend) Push(ctx context.Context, local, remote hosts.Executor, t *bac
 	return stats, nil
 }
 
-// copyClosure sends the part of root's closure that the host lacks: one
-// query for what is missing, then one stream of exactly those paths.
+// copyClosure sends the part of root's closure that the host lacks, over
+// the host's nix-store --serve: the session State opened, or a new one
+// that first asks what is missing.
 func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor, t *backend.Target, root string) (backend.CopyStats, error) {
 	var stats backend.CopyStats
-	var err error
-	missing := t.Missing
-	if !t.MissingKnown {
+	oc := b.release(t)
+	if oc == nil {
 		closure := t.Closure
 		if closure == nil {
+			var err error
 			if closure, err = hosts.Lines(ctx, local, hosts.Cmd{Argv: b.opts.requisitesArgv([]string{root})}); err != nil {
 				return stats, err
 			}
 		}
-		if missing, err = hosts.Lines(ctx, remote, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(closure)), Privileged: true}); err != nil {
-			return stats, err
+		s := startSession(ctx, remote, serveArgv())
+		missing, err := missingPaths(s, closure, t.Host.Substitute)
+		if err != nil {
+			return stats, fmt.Errorf("query the host's store: %w", err)
 		}
+		oc = &openCopy{s: s, missing: missing}
 	}
-	// The host's answer holds for this push only.
-	t.MissingKnown = false
-	if len(missing) > 0 && t.Host.Substitute {
-		// What the host's substituters cannot give is left for the copy.
-		_ = remote.Run(ctx, hosts.Cmd{Argv: substituteArgv(missing), Privileged: true})
-		if missing, err = hosts.Lines(ctx, remote, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(missing)), Privileged: true}); err != nil {
-			return stats, err
-		}
+	s := oc.s
+	info, err := b.infoOf(ctx, local, oc.missing)
+	if err != nil {
+		s.wait()
+		return stats, err
 	}
-	if len(missing) == 0 {
-		return stats, nil
+	before := s.sent.n
+	err = s.addPaths(oc.missing, info)
+	stats.Bytes = s.sent.n - before
+	if err != nil {
+		s.wait()
+		return stats, fmt.Errorf("add paths: %w", err)
 	}
-	// Keep the closure's order (dependencies first): nix-store --import
-	// registers paths one by one.
-	pr, pw := io.Pipe()
-	counter := &countingReader{r: pr}
-	exportDone := make(chan error, 1)
-	go func() {
-		err := local.Run(ctx, hosts.Cmd{Argv: b.opts.exportArgv(missing), Stdout: pw})
-		pw.CloseWithError(err)
-		exportDone <- err
-	}()
-	importErr := remote.Run(ctx, hosts.Cmd{Argv: importArgv(), Stdin: counter, Stdout: io.Discard, Privileged: true})
-	pr.CloseWithError(errors.New("import ended"))
-	exportErr := <-exportDone
-	stats.Bytes = counter.n
-	if exportErr != nil {
-		return stats, fmt.Errorf("export: %w", exportErr)
+	if err := s.wait(); err != nil {
+		return stats, err
 	}
-	if importErr != nil {
-		return stats, fmt.Errorf("import: %w", importErr)
-	}
-	stats.Paths = len(missing)
+	stats.Paths = len(oc.missing)
 	return stats, nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // Activate implements backend.Backend.
@@ -581,7 +681,7 @@ func (b *Backend) Rollback(ctx context.Context, remote hosts.Executor, t *backen
 	if prev.Generation == 0 || prev.Profile == "" {
 		return errors.New("the host had no previous generation: nothing to roll back to")
 	}
-	now, err := b.State(ctx, remote, t)
+	now, err := readState(ctx, remote)
 	if err != nil {
 		return err
 	}

@@ -122,6 +122,9 @@ func printPlan(e *env, p planJSON) error {
 			if s.Stdin != "" {
 				cmd += " < " + s.Stdin
 			}
+			if s.Continues {
+				cmd = "(same session) " + cmd
+			}
 			if s.Root {
 				cmd += "   (as root)"
 			}

@@ -166,7 +166,7 @@ type runStats struct {
 	// sent and nar are, per host, the bytes deploy streamed and the NAR
 	// size of the paths the host lacked; paths is how many it lacked.
 	sent, nar [2]map[string]int64
-	// frame is what nix-store --export adds around those NARs.
+	// frame is what the add-to-store-nar commands add around those NARs.
 	frame  [2]map[string]int64
 	paths  [2]map[string]int
 	copied [2]map[string]int
@@ -343,9 +343,6 @@ func (b *bench) deploySide(ctx context.Context, s *runStats, dir, salt string, f
 					s.frame[pass][name] += frames[p]
 					s.paths[pass][name]++
 				}
-			}
-			if s.paths[pass][name] > 0 {
-				s.frame[pass][name] += 8 // the end of the stream
 			}
 			s.sent[pass][name] = res[name].Copied.Bytes
 			s.copied[pass][name] = res[name].Copied.Paths

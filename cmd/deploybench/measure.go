@@ -208,9 +208,10 @@ func narSizes(ctx context.Context, paths []string) (map[string]int64, error) {
 	return m, nil
 }
 
-// framing returns, per path, the bytes nix-store --export adds around the
-// path's NAR: a marker, the export magic, the path, its references, its
-// deriver and an (empty) signature flag. A stream ends with 8 more bytes.
+// framing returns, per path, the bytes the add-to-store-nar command of
+// nix-store --serve adds in front of the path's NAR: the command, the path,
+// its deriver, its NAR hash, its references, the registration time, NAR
+// size and trust flag, an empty signature list and an empty content address.
 func framing(ctx context.Context, paths []string) (map[string]int64, error) {
 	str := func(s string) int64 { return 8 + int64(len(s)+7)/8*8 }
 	sort.Strings(paths)
@@ -229,7 +230,9 @@ func framing(ctx context.Context, paths []string) (map[string]int64, error) {
 			return nil, err
 		}
 		refs := strings.Fields(out)
-		n := 8 + 8 + str(p) + 8 + 8 // marker, magic, path, reference count, signature flag
+		// command, path, hash ("sha256:" and 64 hex digits), reference
+		// count, time, size, trust, signature count, content address
+		n := 8 + str(p) + str(strings.Repeat("x", 71)) + 8 + 8 + 8 + 8 + 8 + str("")
 		for _, r := range refs {
 			n += str(r)
 		}

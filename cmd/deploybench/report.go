@@ -119,7 +119,7 @@ func report(w io.Writer, c *cli, rs []runStats) bool {
 
 	fmt.Fprintf(w, "\ncopy: bytes deploy sent against the NAR size of the paths each host lacked (all hosts, per run)\n")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tSCENARIO\tLACKED\tCOPIED\tNAR SIZE\tSENT\tSENT-NAR\tEXPORT FRAMING\tMET")
+	fmt.Fprintln(tw, "RUN\tSCENARIO\tLACKED\tCOPIED\tNAR SIZE\tSENT\tSENT-NAR\tFRAMING\tMET")
 	for i, r := range rs {
 		for _, sc := range []int{first, noop} {
 			var lacked, copied int
@@ -138,7 +138,7 @@ func report(w io.Writer, c *cli, rs []runStats) bool {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "(MET: on every host, the paths copied are exactly the paths it lacked, and the bytes sent are their NAR\n")
-	fmt.Fprintf(w, "size plus nix-store --export's framing: marker, magic, path, references, deriver per path, 8 bytes per stream)\n")
+	fmt.Fprintf(w, "size plus the framing of nix-store --serve's add-to-store-nar: path, deriver, hash, references, sizes per path)\n")
 	return ok
 }
 

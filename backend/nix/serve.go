@@ -1,0 +1,368 @@
+package nix
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"cuedeploy.dev/cuedeploy/hosts"
+)
+
+// The client side of `nix-store --serve --write`, the protocol
+// nix-copy-closure speaks to a host: one nix process on the host answers
+// which paths it has and adds the missing ones, instead of one process per
+// question. Numbers are little-endian uint64; strings are a length and the
+// bytes padded to 8.
+const (
+	serveMagic1 = 0x390c9deb
+	serveMagic2 = 0x5452eecb
+	// serveVersion is what we speak: 2.5 brought add-to-store-nar.
+	serveVersion = 2<<8 | 5
+
+	serveQueryValidPaths = 1
+	serveAddToStoreNar   = 9
+)
+
+// Bytes a copy keeps in flight (sent, not yet acknowledged by the host):
+// what a 1 Gbit/s link carries in the link's round trip, at least
+// serveWindowMin. Without a bound a fast link delivers the whole closure to
+// sshd at once, and sshd spends more CPU moving its buffers than nix
+// spends adding the paths; a slow link needs the window to stay busy. The
+// round trip is the kernel's measure of the TCP connection where there is
+// one (a busy deployer answering late does not inflate it), else the
+// greeting's empty query.
+const (
+	serveWindowMin = 256 << 10
+	serveWindowMax = 64 << 20
+	serveLinkRate  = 125e6 // bytes per second
+)
+
+// serveSession is a running nix-store --serve on a host.
+type serveSession struct {
+	w       *bufio.Writer
+	sent    *countingWriter // bytes written to the host's standard input
+	in      *io.PipeWriter
+	out     *bufio.Reader
+	outPipe *io.PipeReader
+	done    chan error
+	result  error
+	ended   bool
+	rtt     time.Duration
+	// link reports the connection's round trip as the kernel measures it.
+	link func() (time.Duration, bool)
+}
+
+// roundTripper is a hosts.Executor that knows its link's round trip
+// (*hosts.Conn).
+type roundTripper interface {
+	RoundTrip() (time.Duration, bool)
+}
+
+// startSession runs argv on remote with pipes on both ends. Its standard
+// output may carry lines before the protocol starts (see State).
+func startSession(ctx context.Context, remote hosts.Executor, argv []string) *serveSession {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	sent := &countingWriter{w: inW}
+	s := &serveSession{
+		w:       bufio.NewWriterSize(sent, 64<<10),
+		sent:    sent,
+		in:      inW,
+		out:     bufio.NewReaderSize(outR, 64<<10),
+		outPipe: outR,
+		done:    make(chan error, 1),
+	}
+	if rt, ok := remote.(roundTripper); ok {
+		s.link = rt.RoundTrip
+	}
+	go func() {
+		err := remote.Run(ctx, hosts.Cmd{Argv: argv, Stdin: inR, Stdout: outW, Privileged: true})
+		// Whatever still writes now fails instead of blocking; reads see
+		// the end of the output (or the command's error).
+		ended := errors.New("the host's nix-store --serve ended")
+		if err != nil {
+			ended = err
+		}
+		inR.CloseWithError(ended)
+		outW.CloseWithError(err)
+		s.done <- err
+	}()
+	return s
+}
+
+// line reads one line of the output that precedes the protocol; io.EOF when
+// the command ended without one.
+func (s *serveSession) line() (string, error) {
+	l, err := s.out.ReadString('\n')
+	if err != nil {
+		if l == "" {
+			return "", s.failure(err)
+		}
+		return l, nil
+	}
+	return strings.TrimSuffix(l, "\n"), nil
+}
+
+// wait closes the host's standard input and returns how the command ended.
+func (s *serveSession) wait() error {
+	if !s.ended {
+		s.w.Flush()
+		s.in.Close()
+		s.result = <-s.done
+		s.ended = true
+		s.outPipe.Close()
+	}
+	return s.result
+}
+
+// failure explains a protocol error: by the command's own error (nix says
+// why on standard error) when it has ended with one.
+func (s *serveSession) failure(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if werr := s.wait(); werr != nil {
+			return werr
+		}
+		return io.EOF
+	}
+	var ee *hosts.ExitError
+	if errors.As(err, &ee) {
+		s.wait()
+		return err
+	}
+	if werr := s.wait(); werr != nil {
+		return werr
+	}
+	return err
+}
+
+func (s *serveSession) num(v uint64) {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], v)
+	s.w.Write(b[:])
+}
+
+func (s *serveSession) str(v string) {
+	s.num(uint64(len(v)))
+	s.w.WriteString(v)
+	if r := len(v) % 8; r != 0 {
+		s.w.Write(zeros[:8-r])
+	}
+}
+
+func (s *serveSession) strs(vs []string) {
+	s.num(uint64(len(vs)))
+	for _, v := range vs {
+		s.str(v)
+	}
+}
+
+func (s *serveSession) flush() error {
+	if err := s.w.Flush(); err != nil {
+		return s.failure(err)
+	}
+	return nil
+}
+
+func (s *serveSession) readNum() (uint64, error) {
+	var b [8]byte
+	if _, err := io.ReadFull(s.out, b[:]); err != nil {
+		return 0, s.failure(err)
+	}
+	return binary.LittleEndian.Uint64(b[:]), nil
+}
+
+// maxServeString bounds what the host may ask us to read as one string.
+const maxServeString = 1 << 20
+
+func (s *serveSession) readStr() (string, error) {
+	n, err := s.readNum()
+	if err != nil {
+		return "", err
+	}
+	if n > maxServeString {
+		return "", fmt.Errorf("nix-store --serve sent a string of %d bytes", n)
+	}
+	b := make([]byte, (n+7)&^7)
+	if _, err := io.ReadFull(s.out, b); err != nil {
+		return "", s.failure(err)
+	}
+	return string(b[:n]), nil
+}
+
+func (s *serveSession) readStrs() ([]string, error) {
+	n, err := s.readNum()
+	if err != nil {
+		return nil, err
+	}
+	if n > maxServeString {
+		return nil, fmt.Errorf("nix-store --serve sent a list of %d strings", n)
+	}
+	out := make([]string, 0, n)
+	for range n {
+		v, err := s.readStr()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// hello exchanges the greeting and measures the link's round trip with an
+// empty query, which the host answers at once.
+func (s *serveSession) hello() error {
+	s.num(serveMagic1)
+	if err := s.flush(); err != nil {
+		return err
+	}
+	magic, err := s.readNum()
+	if err != nil {
+		return err
+	}
+	if magic != serveMagic2 {
+		return fmt.Errorf("nix-store --serve answered %#x, not the protocol's greeting", magic)
+	}
+	version, err := s.readNum()
+	if err != nil {
+		return err
+	}
+	if version>>8 != 2 || version&0xff < 5 {
+		return fmt.Errorf("the host's nix-store --serve speaks protocol %d.%d; 2.5 or later (Nix 2.4 or later) is needed", version>>8, version&0xff)
+	}
+	s.num(serveVersion)
+	start := time.Now()
+	if _, err := s.queryValid(nil, false, false); err != nil {
+		return err
+	}
+	s.rtt = time.Since(start)
+	return nil
+}
+
+// queryValid returns which of paths are valid on the host. With lock the
+// host holds them as temporary GC roots while the session lasts; with
+// substitute it first fetches what its substituters have.
+func (s *serveSession) queryValid(paths []string, lock, substitute bool) (map[string]bool, error) {
+	s.num(serveQueryValidPaths)
+	s.num(b2u(lock))
+	s.num(b2u(substitute))
+	s.strs(paths)
+	if err := s.flush(); err != nil {
+		return nil, err
+	}
+	valid, err := s.readStrs()
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]bool, len(valid))
+	for _, p := range valid {
+		m[p] = true
+	}
+	return m, nil
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// window is how many bytes a copy keeps in flight on this link.
+func (s *serveSession) window() int64 {
+	rtt := s.rtt
+	if s.link != nil {
+		if k, ok := s.link(); ok && k < rtt {
+			rtt = k
+		}
+	}
+	w := int64(rtt.Seconds() * serveLinkRate)
+	return min(max(w, serveWindowMin), serveWindowMax)
+}
+
+// pathInfo is what the deployer's store records of a path.
+type pathInfo struct {
+	narHash    string // "sha256:" and the hash in base16
+	narSize    int64
+	deriver    string
+	references []string
+}
+
+// addPaths sends paths (dependencies first) as add-to-store-nar commands,
+// serializing each from the local store. It keeps at most a window of
+// bytes unacknowledged; the host checks every archive against its hash
+// before it registers the path.
+func (s *serveSession) addPaths(paths []string, info map[string]pathInfo) error {
+	window := s.window()
+	var inflight []int64
+	var unacked int64
+	ack := func() error {
+		if err := s.flush(); err != nil {
+			return err
+		}
+		v, err := s.readNum()
+		if err != nil {
+			return err
+		}
+		if v != 1 {
+			return fmt.Errorf("nix-store --serve answered %d to add-to-store-nar", v)
+		}
+		unacked -= inflight[0]
+		inflight = inflight[1:]
+		return nil
+	}
+	for _, p := range paths {
+		for len(inflight) > 0 && unacked >= window {
+			if err := ack(); err != nil {
+				return err
+			}
+		}
+		in, ok := info[p]
+		if !ok {
+			return fmt.Errorf("no store information for %s", p)
+		}
+		s.num(serveAddToStoreNar)
+		s.str(p)
+		s.str(in.deriver)
+		s.str(in.narHash)
+		s.strs(in.references)
+		s.num(0) // registration time: the host's now
+		s.num(uint64(in.narSize))
+		s.num(0) // not ultimately trusted
+		s.strs(nil)
+		s.str("") // content address: none known (as nix-store --export)
+		n, err := writeNAR(s.w, p)
+		if err != nil {
+			if werr := s.w.Flush(); werr != nil {
+				return s.failure(werr)
+			}
+			return fmt.Errorf("archive %s: %w", p, err)
+		}
+		if n != in.narSize {
+			return fmt.Errorf("archive %s: %d bytes, but the store records %d", p, n, in.narSize)
+		}
+		inflight = append(inflight, n)
+		unacked += n
+	}
+	for len(inflight) > 0 {
+		if err := ack(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
