@@ -150,7 +150,9 @@ type Backend interface {
 	// local) or of Drv and realises it there (build target), sending only
 	// what the host lacks. The phase of a failure is in the *PhaseError.
 	Push(ctx context.Context, local, remote hosts.Executor, t *Target) (CopyStats, error)
-	// Activate makes the host reach goal with Out.
+	// Activate makes the host reach goal with Out. goal is the host's
+	// Activation, which a backend may already act on from State on (Nix
+	// activates in the session that copied).
 	Activate(ctx context.Context, remote hosts.Executor, t *Target, goal string) error
 	// Rollback returns the host to prev after a failed activation.
 	Rollback(ctx context.Context, remote hosts.Executor, t *Target, goal string, prev State) error

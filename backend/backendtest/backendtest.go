@@ -67,6 +67,7 @@ func Run(t *testing.T, f Fixture) {
 	b := f.Backend
 	target := func(h *schema.Host) *backend.Target {
 		c := *h
+		c.Activation = goal // as in a run: the goal is the host's activation
 		return &backend.Target{Host: &c}
 	}
 	good, second, failing := target(f.Good), target(f.Second), target(f.Failing)

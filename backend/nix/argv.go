@@ -132,24 +132,57 @@ const stateScript = `c=$(cd -P /run/current-system 2>/dev/null && pwd -P); g=$(r
 
 func stateArgv() []string { return []string{"sh", "-c", stateScript} }
 
-// stateServeArgv prints the state, then, unless the host already has
-// system for goal, a line "serve" and becomes nix-store --serve --write: the
-// same session then says which paths the host lacks and receives them.
-func stateServeArgv(goal, system string) []string {
-	return []string{"sh", "-c", stateScript + `; case "$1" in ` +
+// stateServeArgv prints the state; then, unless the host already has
+// system for goal, a line "serve", and runs nix-store --serve --write: the
+// same session says which paths the host lacks and receives them. With
+// activate, once the deployer ends its input, it prints "activate" and
+// activates (activateScript): one session from state to activation.
+//
+// It holds the GC lock shared from before the query until the profile has
+// its new generation, as every nix process adding roots does: a garbage
+// collection cannot start in between, and one running is waited for.
+func stateServeArgv(goal, system string, activate bool) []string {
+	script := stateScript + `; case "$1" in ` +
 		`switch) [ "$c" = "$2" ] && [ "$p" = "$2" ] && exit 0 ;; ` +
 		`boot) [ "$p" = "$2" ] && exit 0 ;; ` +
 		`test) [ "$c" = "$2" ] && exit 0 ;; ` +
-		`esac; echo serve; exec ` + hosts.ShellJoin(serveArgv()), "sh", goal, system}
+		`esac; exec 8>>` + gcLock + ` && flock -s 8 || exit; echo serve; ` + hosts.ShellJoin(serveArgv())
+	if activate {
+		script += ` || exit; echo activate; ` + activateScript(goal)
+	}
+	return []string{"sh", "-c", script, "sh", goal, system}
 }
 
-// activateArgv reaches goal with system in one round trip: for switch and
-// boot the profile gets a new generation first, as nixos-rebuild does.
-func activateArgv(system, goal string) []string {
+// gcLock is the lock a garbage collection holds exclusively.
+const gcLock = "/nix/var/nix/gc.lock"
+
+// activateScript reaches goal ($1) with system ($2). For switch and boot the
+// profile gets a new generation first, as nix-env --set makes it (the
+// next number, or the last one again if it already is system; the link
+// replaced atomically; under the profile's lock), without starting a nix
+// process. Then the locks are let go and the system's
+// switch-to-configuration runs.
+func activateScript(goal string) string {
+	sw := `exec 8>&- 9>&-; exec "$2/bin/switch-to-configuration" "$1"`
 	if !setsProfile(goal) {
-		return switchArgv(system, goal)
+		return sw
 	}
-	return []string{"sh", "-c", `nix-env -p "$1" --set "$2" && exec "$2/bin/switch-to-configuration" "$3"`, "sh", Profile, system, goal}
+	return setProfileScript(Profile) + `; ` + sw
+}
+
+// setProfileScript points profile at $2 through a new generation.
+func setProfileScript(profile string) string {
+	return `P=` + hosts.ShellQuote(profile) + `; exec 9>>"$P.lock" && flock 9 || exit; n=0; ` +
+		`for l in "$P"-*-link; do [ -L "$l" ] || continue; g=${l#"$P"-}; g=${g%-link}; ` +
+		`case $g in ''|*[!0-9]*) continue ;; esac; [ "$g" -gt "$n" ] && n=$g; done; ` +
+		`if [ "$n" = 0 ] || [ "$(readlink "$P-$n-link")" != "$2" ]; then n=$((n+1)); ln -s "$2" "$P-$n-link" || exit; fi; ` +
+		`ln -sfn "${P##*/}-$n-link" "$P.new" && mv -T "$P.new" "$P" || exit`
+}
+
+// activateArgv reaches goal with system in one round trip, in its own
+// session (after a build on the host).
+func activateArgv(system, goal string) []string {
+	return []string{"sh", "-c", activateScript(goal), "sh", goal, system}
 }
 
 // switchArgv runs the system's activation for goal.

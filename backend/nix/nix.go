@@ -34,10 +34,12 @@ type Backend struct {
 	open map[*backend.Target]*openCopy
 }
 
-// openCopy is a host's nix-store --serve session between State and Push.
+// openCopy is a host's session from State on: its nix-store --serve until
+// Push, then, when it activates too, its activation until Activate.
 type openCopy struct {
-	s       *serveSession
-	missing []string
+	s         *serveSession
+	missing   []string
+	activates bool // the session goes on to activate once the copy is done
 }
 
 // New returns a Nix backend with run options o.
@@ -148,14 +150,15 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		s = append(s,
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: requisites, Batch: batchID(batch, "nix-closures")},
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: dumpDB, Batch: batchID(batch, "nix-references")},
-			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateServeArgv(goal, out), Stdin: queryStdin(t.Host.Substitute)})
+			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateServeArgv(goal, out, t.Host.Build != "target"), Stdin: queryStdin(t.Host.Substitute)})
 		when := "the host does not run " + out + " for " + goal
 		s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: serveArgv(), Continues: true,
 			Stdin: "add-to-store-nar " + backend.PlaceMissing + " (archives written by deploy)", When: "paths are missing and " + when})
 		if t.Host.Build == "target" {
 			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnTarget, Root: true, Argv: remoteRealiseArgv(drv), When: when})
 		}
-		s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), When: when})
+		s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), When: when,
+			Continues: t.Host.Build != "target"})
 		for _, r := range rollbackArgvs(goal, backend.PlacePrevious, backend.PlacePreviousPath, backend.PlaceFailedGen) {
 			s = append(s, backend.Step{Phase: backend.PhaseRollback, On: backend.OnTarget, Root: true, Argv: r, When: "activation failed"})
 		}
@@ -499,7 +502,7 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 	if t.Closure == nil {
 		return readState(ctx, remote)
 	}
-	s := startSession(ctx, remote, stateServeArgv(t.Host.Activation, t.Out))
+	s := startSession(ctx, remote, stateServeArgv(t.Host.Activation, t.Out, t.Host.Build != "target"))
 	var lines [3]string
 	for i := range lines {
 		l, err := s.line()
@@ -525,10 +528,18 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 	if err != nil {
 		return backend.State{}, fmt.Errorf("query the host's store: %w", err)
 	}
-	b.mu.Lock()
-	b.open[t] = &openCopy{s: s, missing: missing}
-	b.mu.Unlock()
+	b.keep(t, &openCopy{s: s, missing: missing, activates: t.Host.Build != "target"})
 	return st, nil
+}
+
+// keep leaves t's session open for the next step.
+func (b *Backend) keep(t *backend.Target, oc *openCopy) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if old := b.open[t]; old != nil {
+		old.s.wait()
+	}
+	b.open[t] = oc
 }
 
 // release ends the session State left open for t, if any.
@@ -652,15 +663,47 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 		s.wait()
 		return stats, fmt.Errorf("add paths: %w", err)
 	}
-	if err := s.wait(); err != nil {
+	if !oc.activates {
+		if err := s.wait(); err != nil {
+			return stats, err
+		}
+		stats.Paths = len(oc.missing)
+		return stats, nil
+	}
+	// The end of its input ends nix-store --serve; the session says
+	// "activate" once it has, and goes on with the activation.
+	if err := s.closeInput(); err != nil {
 		return stats, err
 	}
+	l, err := s.line()
+	if err == io.EOF {
+		return stats, errors.New("the host's session ended before it activated")
+	}
+	if err != nil {
+		return stats, err
+	}
+	if l != "activate" {
+		s.wait()
+		return stats, fmt.Errorf("unexpected line %q after nix-store --serve", l)
+	}
 	stats.Paths = len(oc.missing)
+	b.keep(t, oc)
 	return stats, nil
 }
 
 // Activate implements backend.Backend.
 func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string) error {
+	if oc := b.release(t); oc != nil && oc.activates && goal == t.Host.Activation {
+		// The session Push left is activating: its output is the
+		// activation's, its exit status the activation's.
+		io.Copy(io.Discard, oc.s.out)
+		if err := oc.s.wait(); err != nil {
+			return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
+		}
+		return nil
+	} else if oc != nil {
+		oc.s.wait()
+	}
 	if err := remote.Run(ctx, hosts.Cmd{Argv: activateArgv(t.Out, goal), Privileged: true}); err != nil {
 		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
 	}

@@ -108,6 +108,15 @@ func (s *serveSession) line() (string, error) {
 	return strings.TrimSuffix(l, "\n"), nil
 }
 
+// closeInput flushes and ends the host's standard input.
+func (s *serveSession) closeInput() error {
+	if err := s.w.Flush(); err != nil {
+		return s.failure(err)
+	}
+	s.in.Close()
+	return nil
+}
+
 // wait closes the host's standard input and returns how the command ended.
 func (s *serveSession) wait() error {
 	if !s.ended {

@@ -76,7 +76,8 @@ type Request struct {
 	Local    hosts.Executor
 	// Dial opens the one connection a host's pipeline uses.
 	Dial func(ctx context.Context, h *schema.Host) (Conn, error)
-	// Parallel bounds how many hosts run their pipeline at once (default 10).
+	// Parallel bounds how many hosts copy and activate at once (default
+	// 10); twice as many may be connected, waiting for their turn.
 	Parallel int
 	// FailFast cancels the hosts still running when one fails.
 	FailFast bool
@@ -218,7 +219,11 @@ func Run(ctx context.Context, req Request) []Result {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sem := make(chan struct{}, req.Parallel)
+	// Twice as many hosts as may work at once connect ahead: while the
+	// deployer builds, and while other hosts copy and activate, the next
+	// ones are already connected.
+	connSem := make(chan struct{}, 2*req.Parallel)
+	workSem := make(chan struct{}, req.Parallel)
 	var wg sync.WaitGroup
 	for i, t := range ts {
 		wg.Add(1)
@@ -226,14 +231,14 @@ func Run(ctx context.Context, req Request) []Result {
 			defer wg.Done()
 			r := &results[i]
 			select {
-			case sem <- struct{}{}:
+			case connSem <- struct{}{}:
 			case <-runCtx.Done():
 				r.Status, r.Error = Cancelled, "the run was cancelled before this host started"
 				r.Duration = time.Since(start)
 				obs.Done(*r)
 				return
 			}
-			defer func() { <-sem }()
+			defer func() { <-connSem }()
 			hostStart := time.Now()
 			wait := func(ch <-chan struct{}, errs []error) func() error {
 				return func() error {
@@ -246,7 +251,15 @@ func Run(ctx context.Context, req Request) []Result {
 				}
 			}
 			h := hostRun{req: req, b: req.Backends[t.Host.Backend()], t: t, r: r, obs: obs,
-				evaluated: wait(evaluated, evalErrs), built: wait(built, buildErrs)}
+				evaluated: wait(evaluated, evalErrs), built: wait(built, buildErrs),
+				work: func() (func(), error) {
+					select {
+					case workSem <- struct{}{}:
+						return func() { <-workSem }, nil
+					case <-runCtx.Done():
+						return nil, runCtx.Err()
+					}
+				}}
 			h.pipeline(runCtx)
 			r.Duration = time.Since(hostStart)
 			if !r.Status.OK() && req.FailFast {
@@ -313,6 +326,9 @@ type hostRun struct {
 	// evaluated and built wait for the deployer's batches and return this
 	// host's error from them.
 	evaluated, built func() error
+	// work waits for one of the run's Parallel slots and returns its
+	// release.
+	work func() (release func(), err error)
 }
 
 // pipeline takes one host from connect to its goal, rolling back a failed
@@ -372,6 +388,12 @@ func (h *hostRun) pipeline(base context.Context) {
 		failed(err)
 		return
 	}
+	release, err := h.work()
+	if err != nil {
+		failed(err)
+		return
+	}
+	defer release()
 	arm()
 	phase(backend.PhaseConnect)
 	prev, err := h.b.State(ctx, conn, t)

@@ -150,6 +150,48 @@ func TestParallelismIsBounded(t *testing.T) {
 	}
 }
 
+// countedConn counts the connections open at once.
+type countedConn struct {
+	fakeConn
+	open *atomic.Int32
+}
+
+func (c countedConn) Close() error {
+	c.open.Add(-1)
+	return nil
+}
+
+func TestHostsConnectAheadOfTheirTurn(t *testing.T) {
+	f := &fakeBackend{}
+	req := request(f, 12)
+	req.Parallel = 2
+	var open, maxOpen atomic.Int32
+	req.Dial = func(_ context.Context, h *schema.Host) (Conn, error) {
+		n := open.Add(1)
+		for {
+			m := maxOpen.Load()
+			if n <= m || maxOpen.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		return countedConn{fakeConn{h.Name}, &open}, nil
+	}
+	for _, r := range Run(context.Background(), req) {
+		if r.Status != Deployed {
+			t.Errorf("%s: %s (%s)", r.Host, r.Status, r.Error)
+		}
+	}
+	if got := f.maxRunning.Load(); got != 2 {
+		t.Errorf("at most %d hosts copied at once, want exactly the bound 2", got)
+	}
+	if got := maxOpen.Load(); got != 4 {
+		t.Errorf("at most %d hosts were connected at once, want twice the bound: 4", got)
+	}
+	if got := open.Load(); got != 0 {
+		t.Errorf("%d connections still open after the run", got)
+	}
+}
+
 func TestFailuresAreNamedWithTheirPhaseAndOthersCarryOn(t *testing.T) {
 	f := &fakeBackend{
 		failEval:     map[string]bool{"h01": true},

@@ -92,9 +92,15 @@ func newLogger(w io.Writer, level, format string, tty bool) zerolog.Logger {
 	if err != nil {
 		lvl = zerolog.InfoLevel
 	}
+	// Milliseconds: a run's phases are often shorter than a second.
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	var out io.Writer = w
 	if format == "console" {
-		out = zerolog.ConsoleWriter{Out: w, NoColor: !tty, TimeFormat: "15:04:05"}
+		tf := "15:04:05"
+		if lvl <= zerolog.DebugLevel {
+			tf = "15:04:05.000"
+		}
+		out = zerolog.ConsoleWriter{Out: w, NoColor: !tty, TimeFormat: tf}
 	}
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
 }

@@ -83,7 +83,8 @@ func TestEvalJSONIsThePlan(t *testing.T) {
 	}
 	activates := false
 	for _, s := range h.Steps {
-		if s.Phase == "activate" && strings.Contains(strings.Join(s.Argv, " "), "/bin/switch-to-configuration") && s.Argv[len(s.Argv)-1] == "boot" {
+		// sh -c SCRIPT sh GOAL SYSTEM
+		if s.Phase == "activate" && strings.Contains(strings.Join(s.Argv, " "), "/bin/switch-to-configuration") && len(s.Argv) == 6 && s.Argv[4] == "boot" {
 			activates = true
 		}
 	}
