@@ -127,8 +127,9 @@ func remoteRealiseArgv(drv string) []string {
 
 // stateScript prints, one per line: the running system, the profile's
 // generation link and the system the profile points at (empty when absent).
-// cd -P and pwd -P are shell builtins: fewer processes per host.
-const stateScript = `c=$(cd -P /run/current-system 2>/dev/null && pwd -P); g=$(readlink ` + Profile + `); p=$(cd -P ` + Profile + ` 2>/dev/null && pwd -P); printf '%s\n%s\n%s\n' "$c" "$g" "$p"`
+// cd -P is a shell builtin: no process but readlink, and none for a host
+// without a profile.
+const stateScript = `c= g= p=; cd -P /run/current-system 2>/dev/null && c=$PWD; cd -P ` + Profile + ` 2>/dev/null && p=$PWD && g=$(readlink ` + Profile + `); cd /; printf '%s\n%s\n%s\n' "$c" "$g" "$p"`
 
 func stateArgv() []string { return []string{"sh", "-c", stateScript} }
 
