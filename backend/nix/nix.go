@@ -524,6 +524,7 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 		s.wait()
 		return backend.State{}, fmt.Errorf("read state: unexpected line %q", l)
 	}
+	s.shows = serveArgv()
 	missing, err := missingPaths(s, t.Closure, t.Host.Substitute)
 	if err != nil {
 		return backend.State{}, fmt.Errorf("query the host's store: %w", err)
@@ -686,6 +687,7 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 		s.wait()
 		return stats, fmt.Errorf("unexpected line %q after nix-store --serve", l)
 	}
+	s.shows = switchArgv(t.Out, t.Host.Activation)
 	stats.Paths = len(oc.missing)
 	b.keep(t, oc)
 	return stats, nil

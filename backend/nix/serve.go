@@ -55,6 +55,9 @@ type serveSession struct {
 	rtt     time.Duration
 	// link reports the connection's round trip as the kernel measures it.
 	link func() (time.Duration, bool)
+	// shows names, in errors, the command the session runs at the moment
+	// (nix-store --serve, then the activation); nil: the whole argv.
+	shows []string
 }
 
 // roundTripper is a hosts.Executor that knows its link's round trip
@@ -125,6 +128,13 @@ func (s *serveSession) wait() error {
 		s.result = <-s.done
 		s.ended = true
 		s.outPipe.Close()
+		// Name the command by what was running, not by the whole script.
+		var ee *hosts.ExitError
+		if errors.As(s.result, &ee) && s.shows != nil {
+			short := *ee
+			short.Argv = s.shows
+			s.result = &short
+		}
 	}
 	return s.result
 }
@@ -132,19 +142,11 @@ func (s *serveSession) wait() error {
 // failure explains a protocol error: by the command's own error (nix says
 // why on standard error) when it has ended with one.
 func (s *serveSession) failure(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, io.ErrUnexpectedEOF) {
-		if werr := s.wait(); werr != nil {
-			return werr
-		}
-		return io.EOF
-	}
-	var ee *hosts.ExitError
-	if errors.As(err, &ee) {
-		s.wait()
-		return err
-	}
 	if werr := s.wait(); werr != nil {
 		return werr
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return io.EOF
 	}
 	return err
 }
