@@ -57,12 +57,18 @@ func (nw *narWriter) str(s string) {
 // writeNAR writes the archive of path (a file, directory or symlink) to w
 // and returns its size in bytes.
 func writeNAR(w io.Writer, path string) (int64, error) {
-	nw := &narWriter{w: w}
+	return (&narWriter{w: w}).nar(path)
+}
+
+// nar writes the archive of path and returns its size.
+func (nw *narWriter) nar(path string) (int64, error) {
+	start := nw.n
 	nw.str("nix-archive-1")
-	if err := nw.node(path); err != nil {
-		return nw.n, err
+	err := nw.node(path)
+	if err == nil {
+		err = nw.err
 	}
-	return nw.n, nw.err
+	return nw.n - start, err
 }
 
 func (nw *narWriter) node(path string) error {

@@ -498,7 +498,9 @@ func (b *Backend) infoOf(ctx context.Context, local hosts.Executor, paths []stri
 // host's nix-store --serve: it says which paths the host lacks, holding
 // those it has as temporary GC roots, and stays open for Push.
 func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.Target) (backend.State, error) {
-	b.release(t)
+	if oc := b.release(t); oc != nil {
+		oc.s.wait() // a session an earlier State left and no Push used
+	}
 	if t.Closure == nil {
 		return readState(ctx, remote)
 	}
@@ -533,13 +535,11 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 	return st, nil
 }
 
-// keep leaves t's session open for the next step.
+// keep leaves t's session open for the next step; the caller has
+// released any earlier one.
 func (b *Backend) keep(t *backend.Target, oc *openCopy) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if old := b.open[t]; old != nil {
-		old.s.wait()
-	}
 	b.open[t] = oc
 }
 

@@ -45,6 +45,7 @@ const (
 // serveSession is a running nix-store --serve on a host.
 type serveSession struct {
 	w       *bufio.Writer
+	enc     *narWriter      // encodes onto w
 	sent    *countingWriter // bytes written to the host's standard input
 	in      *io.PipeWriter
 	out     *bufio.Reader
@@ -80,6 +81,7 @@ func startSession(ctx context.Context, remote hosts.Executor, argv []string) *se
 		outPipe: outR,
 		done:    make(chan error, 1),
 	}
+	s.enc = &narWriter{w: s.w}
 	if rt, ok := remote.(roundTripper); ok {
 		s.link = rt.RoundTrip
 	}
@@ -151,24 +153,13 @@ func (s *serveSession) failure(err error) error {
 	return err
 }
 
-func (s *serveSession) num(v uint64) {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], v)
-	s.w.Write(b[:])
-}
-
-func (s *serveSession) str(v string) {
-	s.num(uint64(len(v)))
-	s.w.WriteString(v)
-	if r := len(v) % 8; r != 0 {
-		s.w.Write(zeros[:8-r])
-	}
-}
-
+// num, str and strs write the protocol's values: the framing NARs use.
+func (s *serveSession) num(v uint64) { s.enc.num(v) }
+func (s *serveSession) str(v string) { s.enc.str(v) }
 func (s *serveSession) strs(vs []string) {
-	s.num(uint64(len(vs)))
+	s.enc.num(uint64(len(vs)))
 	for _, v := range vs {
-		s.str(v)
+		s.enc.str(v)
 	}
 }
 
@@ -346,11 +337,8 @@ func (s *serveSession) addPaths(paths []string, info map[string]pathInfo) error 
 		s.num(0) // not ultimately trusted
 		s.strs(nil)
 		s.str("") // content address: none known (as nix-store --export)
-		n, err := writeNAR(s.w, p)
+		n, err := s.enc.nar(p)
 		if err != nil {
-			if werr := s.w.Flush(); werr != nil {
-				return s.failure(werr)
-			}
 			return fmt.Errorf("archive %s: %w", p, err)
 		}
 		if n != in.narSize {

@@ -326,11 +326,7 @@ func (b *bench) deploySide(ctx context.Context, s *runStats, dir, salt string, f
 				}
 			}
 		}
-		sizes, err := narSizes(ctx, all)
-		if err != nil {
-			return err
-		}
-		frames, err := framing(ctx, all)
+		sizes, frames, err := narInfo(ctx, all)
 		if err != nil {
 			return err
 		}

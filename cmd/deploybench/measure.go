@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -186,63 +185,38 @@ func closures(ctx context.Context, systems map[string]string) (map[string][]stri
 	return m, nil
 }
 
-// narSizes returns the NAR size of each path, from the local store.
-func narSizes(ctx context.Context, paths []string) (map[string]int64, error) {
-	sort.Strings(paths)
-	out, _, err := run(ctx, "", nil, append([]string{"nix-store", "--query", "--size"}, paths...)...)
-	if err != nil {
-		return nil, err
-	}
-	lines := strings.Fields(out)
-	if len(lines) != len(paths) {
-		return nil, fmt.Errorf("nix-store --query --size: %d sizes for %d paths", len(lines), len(paths))
-	}
-	m := map[string]int64{}
-	for i, l := range lines {
-		n, err := strconv.ParseInt(l, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("nix-store --query --size: %w", err)
-		}
-		m[paths[i]] = n
-	}
-	return m, nil
-}
-
-// framing returns, per path, the bytes the add-to-store-nar command of
-// nix-store --serve adds in front of the path's NAR: the command, the path,
-// its deriver, its NAR hash, its references, the registration time, NAR
-// size and trust flag, an empty signature list and an empty content address.
-func framing(ctx context.Context, paths []string) (map[string]int64, error) {
+// narInfo returns, per path, its NAR size and the bytes the
+// add-to-store-nar command of nix-store --serve adds in front of its NAR:
+// the command, the path, its deriver, its NAR hash ("sha256:" and 64 hex
+// digits), its references, the registration time, NAR size and trust flag,
+// an empty signature list and an empty content address. One nix-store
+// --dump-db says all of it for every path.
+func narInfo(ctx context.Context, paths []string) (sizes, frames map[string]int64, err error) {
 	str := func(s string) int64 { return 8 + int64(len(s)+7)/8*8 }
-	sort.Strings(paths)
-	out, _, err := run(ctx, "", nil, append([]string{"nix-store", "--query", "--deriver"}, paths...)...)
+	out, _, err := run(ctx, "", nil, append([]string{"nix-store", "--dump-db"}, paths...)...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	derivers := strings.Fields(out)
-	if len(derivers) != len(paths) {
-		return nil, fmt.Errorf("nix-store --query --deriver: %d derivers for %d paths", len(derivers), len(paths))
-	}
-	m := map[string]int64{}
-	for i, p := range paths {
-		out, _, err := run(ctx, "", nil, "nix-store", "--query", "--references", p)
-		if err != nil {
-			return nil, err
+	sizes, frames = map[string]int64{}, map[string]int64{}
+	lines := strings.Split(out, "\n")
+	for i := 0; i+4 < len(lines); {
+		path := lines[i]
+		size, err1 := strconv.ParseInt(lines[i+2], 10, 64)
+		nrefs, err2 := strconv.Atoi(lines[i+4])
+		if err1 != nil || err2 != nil || i+5+nrefs > len(lines) {
+			return nil, nil, fmt.Errorf("nix-store --dump-db: cannot read the entry of %q", path)
 		}
-		refs := strings.Fields(out)
-		// command, path, hash ("sha256:" and 64 hex digits), reference
-		// count, time, size, trust, signature count, content address
-		n := 8 + str(p) + str(strings.Repeat("x", 71)) + 8 + 8 + 8 + 8 + 8 + str("")
-		for _, r := range refs {
+		n := 8 + str(path) + str(lines[i+3]) + str(strings.Repeat("x", 71)) + 8 + 8 + 8 + 8 + 8 + str("")
+		for _, r := range lines[i+5 : i+5+nrefs] {
 			n += str(r)
 		}
-		d := derivers[i]
-		if d == "unknown-deriver" {
-			d = ""
-		}
-		m[p] = n + str(d)
+		sizes[path], frames[path] = size, n
+		i += 5 + nrefs
 	}
-	return m, nil
+	if len(sizes) != len(paths) {
+		return nil, nil, fmt.Errorf("nix-store --dump-db: %d entries for %d paths", len(sizes), len(paths))
+	}
+	return sizes, frames, nil
 }
 
 // machineBusy is the CPU time the whole machine has spent busy (user,

@@ -266,16 +266,7 @@ func commit(l layout, tmp, base string, meta io.Reader) error {
 	if err != nil {
 		return err
 	}
-	var in info
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(line, " ")
-		switch k {
-		case "deriver":
-			in.deriver = v
-		case "ref":
-			in.refs = append(in.refs, v)
-		}
-	}
+	in := parseInfo(b)
 	p := l.store() + "/" + base
 	for _, r := range in.refs {
 		if r != p && !l.valid(r) {

@@ -69,6 +69,12 @@ func (l layout) info(p string) (info, error) {
 	if err != nil {
 		return info{}, fmt.Errorf("path %q is not valid", p)
 	}
+	return parseInfo(b), nil
+}
+
+// parseInfo reads an item's database record (as register writes it, and
+// as an archive carries it).
+func parseInfo(b []byte) info {
 	var in info
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, _ := strings.Cut(line, " ")
@@ -79,7 +85,7 @@ func (l layout) info(p string) (info, error) {
 			in.refs = append(in.refs, v)
 		}
 	}
-	return in, nil
+	return in
 }
 
 func (l layout) register(p string, in info) error {
