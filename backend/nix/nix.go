@@ -137,19 +137,18 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 	batch := len(ts) > 1
 	outputs := b.opts.outputsArgv(drvs)
 	realise := b.opts.realiseArgv(localDrvs)
-	requisites := b.opts.requisitesArgv(roots)
-	dumpDB := b.opts.dumpDBArgv([]string{"<closures>"})
+	closures := b.opts.pathInfoArgv(roots)
 	for i, t := range ts {
 		drv := orPlace(t.Drv, backend.PlaceDrv)
 		out := orPlace(t.Out, backend.PlaceOut)
 		goal := t.Host.Activation
-		s := []backend.Step{{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: outputs, Batch: batchID(batch, "nix-outputs")}}
+		s := []backend.Step{{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: outputs, Batch: batchID(batch, "nix-outputs"),
+			When: "the .drv does not fix its out path (content-addressed)"}}
 		if t.Host.Build != "target" {
 			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: realise, Batch: batchID(len(localDrvs) > 1, "nix-realise")})
 		}
 		s = append(s,
-			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: requisites, Batch: batchID(batch, "nix-closures")},
-			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: dumpDB, Batch: batchID(batch, "nix-references")},
+			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: closures, Batch: batchID(batch, "nix-closures")},
 			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateServeArgv(goal, out, t.Host.Build != "target"), Stdin: queryStdin(t.Host.Substitute)})
 		when := "the host does not run " + out + " for " + goal
 		s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: serveArgv(), Continues: true,
@@ -212,13 +211,20 @@ func (b *Backend) Instantiate(ctx context.Context, local hosts.Executor, ts []*b
 			}
 		}
 	}
+	// The output paths are in the .drv files; nix is asked only for those
+	// a file does not fix (content-addressed) or that cannot be read here.
 	var drvs []string
 	var idx []int
 	for i, t := range ts {
-		if errs[i] == nil {
-			drvs = append(drvs, t.Drv)
-			idx = append(idx, i)
+		if errs[i] != nil {
+			continue
 		}
+		if out, err := drvOutput(t.Drv); err == nil {
+			t.Out = out
+			continue
+		}
+		drvs = append(drvs, t.Drv)
+		idx = append(idx, i)
 	}
 	if len(drvs) == 0 {
 		return errs
@@ -313,10 +319,11 @@ func (b *Backend) Build(ctx context.Context, local hosts.Executor, ts []*backend
 	return errs
 }
 
-// closures sets the Closure of every target without an error, with two
-// processes for all of them: the union of the closures in dependency
-// order, and every path's references, from which each target's own closure
-// is cut. A failure leaves Closure unset; Push then asks per host.
+// closures sets the Closure of every target without an error, with one
+// process for all of them: nix path-info over the union of the closures
+// gives every path's hash, size and references, from which each target's
+// own closure is cut, in dependency order. A failure leaves Closure unset;
+// Push then asks per host.
 func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*backend.Target, errs []error) {
 	var roots []string
 	for i, t := range ts {
@@ -327,19 +334,21 @@ func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*back
 	if len(roots) == 0 {
 		return
 	}
-	union, err := hosts.Lines(ctx, local, hosts.Cmd{Argv: b.opts.requisitesArgv(roots)})
+	out, err := hosts.Output(ctx, local, hosts.Cmd{Argv: b.opts.pathInfoArgv(roots)})
 	if err != nil {
 		return
 	}
-	db, err := hosts.Output(ctx, local, hosts.Cmd{Argv: b.opts.dumpDBArgv(union)})
+	info, err := parsePathInfo(out)
 	if err != nil {
 		return
 	}
-	info, err := parseDumpDB(db)
-	if err != nil {
-		return
+	for _, r := range roots {
+		if _, ok := info[r]; !ok {
+			return
+		}
 	}
 	b.remember(info)
+	union := dependencyOrder(info)
 	order := make(map[string]int, len(union))
 	for i, p := range union {
 		order[p] = i

@@ -1,0 +1,185 @@
+package nix
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"cuedeploy.dev/cuedeploy/backend/backendtest"
+	"cuedeploy.dev/cuedeploy/hosts"
+)
+
+// needNix skips (fails under CI) without a nix store this test may write.
+func needNix(t *testing.T) {
+	t.Helper()
+	for _, cmd := range []string{"nix", "nix-store", "nix-instantiate"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			backendtest.Skip(t, cmd+" not found on PATH")
+		}
+	}
+	if os.Geteuid() != 0 {
+		backendtest.Skip(t, "not root: the test builds into the nix store")
+	}
+}
+
+// twoPaths writes a file with two derivations, lib and app (which refers
+// to lib), both with outputs out and dev, a fresh salt in each.
+func twoPaths(t *testing.T) string {
+	t.Helper()
+	salt := make([]byte, 8)
+	rand.Read(salt)
+	file := filepath.Join(t.TempDir(), "two.nix")
+	expr := `let
+  mk = name: script: derivation {
+    inherit name;
+    salt = "` + hex.EncodeToString(salt) + `";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" script ];
+    outputs = [ "out" "dev" ];
+    note = "a \"quoted\" value\twith a tab\nand a newline";
+  };
+  lib = mk "pathinfo-lib" "echo lib > $out; echo dev > $dev";
+in {
+  inherit lib;
+  app = mk "pathinfo-app" "echo ${lib} > $out; echo dev > $dev";
+}`
+	if err := os.WriteFile(file, []byte(expr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func nixLines(t *testing.T, argv ...string) []string {
+	t.Helper()
+	out, err := exec.Command(argv[0], argv[1:]...).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", strings.Join(argv, " "), err)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestDrvOutputMatchesNix reads the out path from real .drv files, with
+// two outputs and escaped strings in them, and compares it with what
+// nix-store --query --outputs says.
+func TestDrvOutputMatchesNix(t *testing.T) {
+	needNix(t)
+	file := twoPaths(t)
+	drvs := nixLines(t, "nix-instantiate", "--option", "substituters", "", file, "-A", "lib", "-A", "app")
+	for _, drv := range drvs {
+		got, err := drvOutput(drv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want string
+		for _, o := range nixLines(t, "nix-store", "--query", "--outputs", drv) {
+			if !strings.HasSuffix(o, "-dev") {
+				want = o
+			}
+		}
+		if got != want {
+			t.Errorf("out of %s: got %s, nix says %s", drv, got, want)
+		}
+	}
+}
+
+func TestParseDrvOutputsRefusesMalformed(t *testing.T) {
+	for _, in := range []string{
+		``,
+		`Derive(`,
+		`Derive([("out","/nix/store/x","","")`,
+		`Derive([("out","/nix/store/x","")],[],`,
+		`Derive([("out","/nix/store/x,"","")],`,
+		`Derive([("out" "/nix/store/x","","")],`,
+	} {
+		if outs, err := parseDrvOutputs([]byte(in)); err == nil {
+			t.Errorf("parseDrvOutputs(%q) = %v, want an error", in, outs)
+		}
+	}
+	outs, err := parseDrvOutputs([]byte(`Derive([("dev","/nix/store/a-x-dev","",""),("out","/nix/store/b-x\"y","","")],[],[]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"dev": "/nix/store/a-x-dev", "out": `/nix/store/b-x"y`}; !reflect.DeepEqual(outs, want) {
+		t.Errorf("got %v, want %v", outs, want)
+	}
+}
+
+// TestPathInfoMatchesDumpDB builds a two-path closure and checks that the
+// one nix path-info process gives what nix-store --dump-db records (hash,
+// size, deriver, references), and an order with each path after what it
+// references.
+func TestPathInfoMatchesDumpDB(t *testing.T) {
+	needNix(t)
+	file := twoPaths(t)
+	outs := nixLines(t, "nix-build", "--option", "substituters", "", "--no-out-link", file, "-A", "app.out")
+	o := Options{NixOptions: map[string]string{"substituters": ""}}
+	out, err := hosts.Output(context.Background(), hosts.Local{}, hosts.Cmd{Argv: o.pathInfoArgv(outs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := parsePathInfo(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for p := range got {
+		paths = append(paths, p)
+	}
+	db, err := hosts.Output(context.Background(), hosts.Local{}, hosts.Cmd{Argv: o.dumpDBArgv(paths)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := parseDumpDB(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Errorf("closure of %s: %d paths, want app and lib", outs[0], len(got))
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("nix path-info gives\n%+v\nnix-store --dump-db records\n%+v", got, want)
+	}
+	order := dependencyOrder(got)
+	if len(order) != 2 || order[1] != outs[0] {
+		t.Errorf("dependency order %v: want lib, then %s", order, outs[0])
+	}
+}
+
+func TestParsePathInfoForms(t *testing.T) {
+	const hex16 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	for _, h := range []string{
+		"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+		"sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73",
+		"sha256:" + hex16,
+	} {
+		got, err := sha256Base16(h)
+		if err != nil || got != hex16 {
+			t.Errorf("sha256Base16(%q) = %q, %v; want %s", h, got, err, hex16)
+		}
+	}
+	for _, h := range []string{"md5:abc", "sha256-AAAA", "sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c7e"} {
+		if _, err := sha256Base16(h); err == nil {
+			t.Errorf("sha256Base16(%q): no error", h)
+		}
+	}
+	// Nix 2.19 and later print an object keyed by path.
+	obj := `{"/nix/store/a-x":{"narHash":"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=","narSize":120,"references":["/nix/store/a-x"],"deriver":"/nix/store/d-x.drv"}}`
+	info, err := parsePathInfo(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]pathInfo{"/nix/store/a-x": {narHash: "sha256:" + hex16, narSize: 120, deriver: "/nix/store/d-x.drv", references: []string{"/nix/store/a-x"}}}
+	if !reflect.DeepEqual(info, want) {
+		t.Errorf("got %+v, want %+v", info, want)
+	}
+	if _, err := parsePathInfo(`{"/nix/store/a-x":null}`); err == nil {
+		t.Error("an invalid path in the object form: no error")
+	}
+}
