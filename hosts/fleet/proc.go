@@ -29,12 +29,18 @@ const (
 var errPortInUse = errors.New("port in use")
 
 // startScript runs inside the new mount namespace: bind the host's own
-// directories, then become sshd, so the PID recorded is sshd's own.
+// directories, start the host's nix daemon (as NixOS runs one) and wait
+// for its socket, then become sshd, so the PID recorded is sshd's own.
 const startScript = `set -e
 mount --bind "$1/nix" /nix
 mount --bind "$1/run" /run
 mount --bind "$1/gnu" /gnu
 mount --bind "$1/var-guix" /var/guix
+if command -v nix-daemon >/dev/null; then
+	NIX_CONF_DIR="$1/etc-nix" nix-daemon >>"$1/nix-daemon.log" 2>&1 </dev/null &
+	i=0
+	while [ ! -S /nix/var/nix/daemon-socket/socket ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+fi
 exec "$2" -D -f "$1/sshd_config" -E "$1/sshd.log"`
 
 // proc is an sshd this process started and waits for.
@@ -188,6 +194,9 @@ func stopHost(h Host, p *proc) error {
 			}
 			pids = append(pids, in...)
 		}
+		// The host's nix daemon makes a mount namespace of its own, a copy
+		// of the host's: found by the host's /nix it still holds.
+		pids = append(pids, holdingNix(h.Dir, h.MountNS)...)
 		if len(pids) == 0 {
 			break
 		}
@@ -222,6 +231,31 @@ func inNamespace(ns string) []int {
 			continue
 		}
 		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); err == nil && l == ns && !isZombie(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// holdingNix lists the live processes outside this process's namespace
+// and outside ns whose /nix is the bind mount of dir/nix.
+func holdingNix(dir, ns string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := selfNS()
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+		if err != nil || l == self || l == ns || isZombie(pid) {
+			continue
+		}
+		if held, _ := holdsNix(pid, dir); held {
 			pids = append(pids, pid)
 		}
 	}
