@@ -59,6 +59,10 @@ type Step struct {
 	// input: items one per line ("<closure>"), or the protocol messages a
 	// process such as nix-store --serve receives.
 	Stdin string `json:"stdin,omitempty"`
+	// Socket, instead of Argv, is a Unix socket on the host that the step
+	// talks to through the host's connection (sshd forwards it; no command
+	// runs). Stdin names what is sent.
+	Socket string `json:"socket,omitempty"`
 	// Root is true for a target command that runs as root (through sudo when
 	// the SSH user is not root).
 	Root bool `json:"root,omitempty"`
@@ -144,7 +148,9 @@ type Backend interface {
 	// "local", in one batch, and keeps GC roots for them. errs[i] is target
 	// i's error (nil for targets built on the host).
 	Build(ctx context.Context, local hosts.Executor, ts []*Target) (errs []error)
-	// State reads what the host runs now.
+	// State reads what the host runs now. It is called once Instantiate has
+	// set Out, while Build may still run, and must not need the build; a
+	// backend may keep a session open from here to Push.
 	State(ctx context.Context, remote hosts.Executor, t *Target) (State, error)
 	// Push makes Out valid on the host: it copies the closure of Out (build
 	// local) or of Drv and realises it there (build target), sending only

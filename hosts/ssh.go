@@ -125,6 +125,7 @@ func defaultKnownHosts() []string {
 type Conn struct {
 	name   string
 	sudo   bool // prefix privileged commands
+	root   bool // the user is root
 	client *ssh.Client
 	jump   *ssh.Client // or nil
 	// rtt is the TCP handshake's round trip as the kernel measured it, or 0
@@ -221,6 +222,7 @@ func dial(ctx context.Context, o DialOptions, addr string) (*Conn, error) {
 		name:   o.Name,
 		rtt:    rtt,
 		sudo:   o.Sudo && o.User != "root",
+		root:   o.User == "root",
 		client: client,
 		jump:   jump,
 		slots:  make(chan struct{}, o.MaxSessions),
@@ -448,6 +450,24 @@ func expandHome(p string) string {
 
 // Where implements Executor: it is the host's name.
 func (c *Conn) Where() string { return c.name }
+
+// ErrNotRoot says a host's Unix socket was not opened because the
+// connection's user is not root: what answers there would not trust it.
+var ErrNotRoot = errors.New("the connection's user is not root")
+
+// DialUnix opens a stream to the Unix socket at path on the host, forwarded
+// by the host's sshd (direct-streamlocal), as root only: no process is
+// started on the host.
+func (c *Conn) DialUnix(ctx context.Context, path string) (net.Conn, error) {
+	if !c.root {
+		return nil, ErrNotRoot
+	}
+	nc, err := c.client.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s on %s: %w", path, c.name, err)
+	}
+	return nc, nil
+}
 
 // RoundTrip returns the round trip of the TCP handshake with the host, as
 // the kernel measured it (no process scheduling in it); false through a

@@ -209,8 +209,13 @@ func checkPlan(t *testing.T, tg *backend.Target, steps []backend.Step, placehold
 	seen := map[string]bool{}
 	for _, s := range steps {
 		seen[s.Phase] = true
-		if len(s.Argv) == 0 {
-			t.Errorf("%s: a %s step has no argv", tg.Host.Name, s.Phase)
+		switch {
+		case len(s.Argv) == 0 && s.Socket == "":
+			t.Errorf("%s: a %s step has neither argv nor socket", tg.Host.Name, s.Phase)
+		case len(s.Argv) > 0 && s.Socket != "":
+			t.Errorf("%s: a %s step has both argv and socket", tg.Host.Name, s.Phase)
+		case s.Socket != "" && s.On != backend.OnTarget:
+			t.Errorf("%s: a %s step opens socket %s on %q, not on the target", tg.Host.Name, s.Phase, s.Socket, s.On)
 		}
 		if s.On != backend.OnLocal && s.On != backend.OnTarget {
 			t.Errorf("%s: step %v runs on %q", tg.Host.Name, s.Argv, s.On)

@@ -27,6 +27,9 @@ type Options struct {
 	// /nix/var/nix/gcroots/cuedeploy (or the per-user directory for a
 	// user other than root).
 	GCRootDir string
+	// NoDaemon copies through nix-store --serve even to hosts whose nix
+	// daemon could take the copy.
+	NoDaemon bool
 }
 
 func (o Options) options() []string {
@@ -134,22 +137,30 @@ const stateScript = `c= g= p=; cd -P /run/current-system 2>/dev/null && c=$PWD; 
 func stateArgv() []string { return []string{"sh", "-c", stateScript} }
 
 // stateServeArgv prints the state; then, unless the host already has
-// system for goal, a line "serve", and runs nix-store --serve --write: the
-// same session says which paths the host lacks and receives them. With
-// activate, once the deployer ends its input, it prints "activate" and
-// activates (activateScript): one session from state to activation.
+// system for goal, a line "wait", and waits for one line from the deployer,
+// which may come after the deployer's build has ended:
 //
-// It holds the GC lock shared from before the query until the profile has
-// its new generation, as every nix process adding roots does: a garbage
-// collection cannot start in between, and one running is waited for.
+//   - "serve": it prints "serve" and runs nix-store --serve --write: the
+//     same session says which paths the host lacks and receives them;
+//   - "go": the deployer has copied the paths some other way.
+//
+// With activate it then prints "activate" and activates (activateScript):
+// one session from state to activation.
+//
+// Waiting holds nothing. From "serve" on it holds the GC lock shared until
+// the profile has its new generation, as every nix process adding roots
+// does: a garbage collection cannot start in between, and one running is
+// waited for.
 func stateServeArgv(goal, system string, activate bool) []string {
 	script := stateScript + `; case "$1" in ` +
 		`switch) [ "$c" = "$2" ] && [ "$p" = "$2" ] && exit 0 ;; ` +
 		`boot) [ "$p" = "$2" ] && exit 0 ;; ` +
 		`test) [ "$c" = "$2" ] && exit 0 ;; ` +
-		`esac; exec 8>>` + gcLock + ` && flock -s 8 || exit; echo serve; ` + hosts.ShellJoin(serveArgv())
+		`esac; echo wait; read -r how || exit; case $how in ` +
+		`serve) exec 8>>` + gcLock + ` && flock -s 8 || exit; echo serve; ` + hosts.ShellJoin(serveArgv()) + ` || exit ;; ` +
+		`go) ;; *) exit 2 ;; esac`
 	if activate {
-		script += ` || exit; echo activate; ` + activateScript(goal)
+		script += `; echo activate; ` + activateScript(goal)
 	}
 	return []string{"sh", "-c", script, "sh", goal, system}
 }
@@ -202,11 +213,11 @@ func deleteGenerationArgv(gen string) []string {
 // setsProfile reports whether goal makes a new profile generation.
 func setsProfile(goal string) bool { return goal == "switch" || goal == "boot" }
 
-// queryStdin names what the connect step writes to the host's
-// nix-store --serve once it runs.
+// queryStdin names what the copy step writes to the waiting session: the
+// line that starts nix-store --serve, then the query.
 func queryStdin(substitute bool) string {
 	if substitute {
-		return "query-valid-paths --lock --substitute " + backend.PlaceClosure
+		return "serve; query-valid-paths --lock --substitute " + backend.PlaceClosure
 	}
-	return "query-valid-paths --lock " + backend.PlaceClosure
+	return "serve; query-valid-paths --lock " + backend.PlaceClosure
 }

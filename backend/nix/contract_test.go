@@ -2,7 +2,9 @@ package nix_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"cuedeploy.dev/cuedeploy/backend/backendtest"
@@ -32,14 +34,19 @@ func TestContract(t *testing.T) {
 			},
 		}
 	}
-	for _, goal := range []string{"switch", "boot", "test"} {
-		t.Run(goal, func(t *testing.T) {
+	// The copy goes through the host's nix daemon; "switch/serve" copies
+	// through nix-store --serve, as to a host without a daemon.
+	for _, run := range []struct {
+		name, goal string
+		noDaemon   bool
+	}{{"switch", "switch", false}, {"boot", "boot", false}, {"test", "test", false}, {"switch/serve", "switch", true}} {
+		t.Run(run.name, func(t *testing.T) {
 			f := fleettest.Up(t, fleet.Config{Hosts: []string{"forum-1"}})
+			h := f.Hosts[0]
 			backendtest.Run(t, backendtest.Fixture{
-				Backend: nix.New(nix.Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir()}),
+				Backend: nix.New(nix.Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir(), NoDaemon: run.noDaemon}),
 				Local:   hosts.Local{},
 				NewHost: func(t *testing.T) hosts.Executor {
-					h := f.Hosts[0]
 					c, err := hosts.Dial(context.Background(), hosts.DialOptions{
 						Name: h.Name, Address: fleet.Address, Port: h.Port,
 						IdentityFile: f.ClientKey, HostKey: h.HostKey,
@@ -53,8 +60,17 @@ func TestContract(t *testing.T) {
 				Good:    system("contract-1", ""),
 				Second:  system("contract-2", ""),
 				Failing: system("contract-3", "forum-1"),
-				Goal:    goal,
+				Goal:    run.goal,
 			})
+			// The host's daemon logs each connection it accepts.
+			log, _ := os.ReadFile(filepath.Join(h.Dir, "nix-daemon.log"))
+			accepted := strings.Count(string(log), "accepted connection")
+			if run.noDaemon && accepted > 0 {
+				t.Errorf("copies through nix-store --serve, but the host's daemon accepted %d connections", accepted)
+			}
+			if !run.noDaemon && accepted == 0 {
+				t.Errorf("the host's daemon accepted no connection; its log:\n%s", log)
+			}
 		})
 	}
 }

@@ -29,17 +29,36 @@ type Backend struct {
 	mu sync.Mutex
 	// info is what the local store records of the paths closures found.
 	info map[string]pathInfo
-	// open are copies State started: the host's nix-store --serve, left
-	// running for Push, and the paths it lacks.
+	// open are the sessions State started, waiting for Push, and those
+	// Push left activating, for Activate.
 	open map[*backend.Target]*openCopy
 }
 
-// openCopy is a host's session from State on: its nix-store --serve until
+// openCopy is a host's session from State on: waiting for the copy until
 // Push, then, when it activates too, its activation until Activate.
 type openCopy struct {
 	s         *serveSession
-	missing   []string
 	activates bool // the session goes on to activate once the copy is done
+	pushed    bool // Push has copied: the session is activating
+	// daemon, when the host's nix daemon can take the copy, is open from
+	// State until the activation has ended: its worker holds the closure
+	// as temporary GC roots until the profile refers to it.
+	daemon *daemonConn
+}
+
+// end ends the session and the daemon connection, returning how the
+// session ended.
+func (oc *openCopy) end() error {
+	err := oc.s.wait()
+	oc.dropDaemon()
+	return err
+}
+
+func (oc *openCopy) dropDaemon() {
+	if oc.daemon != nil {
+		oc.daemon.Close()
+		oc.daemon = nil
+	}
 }
 
 // New returns a Nix backend with run options o.
@@ -149,10 +168,16 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		}
 		s = append(s,
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: closures, Batch: batchID(batch, "nix-closures")},
-			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateServeArgv(goal, out, t.Host.Build != "target"), Stdin: queryStdin(t.Host.Substitute)})
+			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateServeArgv(goal, out, t.Host.Build != "target")})
 		when := "the host does not run " + out + " for " + goal
+		serveWhen := when
+		if b.usesDaemon(t) {
+			s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Socket: daemonSocket,
+				Stdin: daemonStdin(t.Host.Substitute), When: when + " and the host's nix daemon answers"})
+			serveWhen = when + " and the host's nix daemon does not answer"
+		}
 		s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: serveArgv(), Continues: true,
-			Stdin: "add-to-store-nar " + backend.PlaceMissing + " (archives written by deploy)", When: "paths are missing and " + when})
+			Stdin: queryStdin(t.Host.Substitute) + "; add-to-store-nar " + backend.PlaceMissing + " (archives written by deploy)", When: serveWhen})
 		if t.Host.Build == "target" {
 			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnTarget, Root: true, Argv: remoteRealiseArgv(drv), When: when})
 		}
@@ -502,16 +527,13 @@ func (b *Backend) infoOf(ctx context.Context, local hosts.Executor, paths []stri
 	return m, nil
 }
 
-// State implements backend.Backend. When the closure is known (Build found
-// it) and the host lacks the system, the same session goes on as the
-// host's nix-store --serve: it says which paths the host lacks, holding
-// those it has as temporary GC roots, and stays open for Push.
+// State implements backend.Backend. Unless the host already has the
+// system for its goal, the session stays open, waiting (and holding
+// nothing) until Push tells it how the copy goes; State does not need the
+// build, so it may run while the build does.
 func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.Target) (backend.State, error) {
 	if oc := b.release(t); oc != nil {
-		oc.s.wait() // a session an earlier State left and no Push used
-	}
-	if t.Closure == nil {
-		return readState(ctx, remote)
+		oc.end() // a session an earlier State left and no Push used
 	}
 	s := startSession(ctx, remote, stateServeArgv(t.Host.Activation, t.Out, t.Host.Build != "target"))
 	var lines [3]string
@@ -531,16 +553,19 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 	if err != nil {
 		return backend.State{}, fmt.Errorf("read state: %w", err)
 	}
-	if l != "serve" {
+	if l != "wait" {
 		s.wait()
 		return backend.State{}, fmt.Errorf("read state: unexpected line %q", l)
 	}
-	s.shows = serveArgv()
-	missing, err := missingPaths(s, t.Closure, t.Host.Substitute)
-	if err != nil {
-		return backend.State{}, fmt.Errorf("query the host's store: %w", err)
+	oc := &openCopy{s: s, activates: t.Host.Build != "target"}
+	if ud, ok := remote.(unixDialer); ok && b.usesDaemon(t) {
+		// Where the host's daemon answers, it takes the copy; where not,
+		// nix-store --serve does.
+		if dc, err := openDaemon(ctx, ud); err == nil {
+			oc.daemon = dc
+		}
 	}
-	b.keep(t, &openCopy{s: s, missing: missing, activates: t.Host.Build != "target"})
+	b.keep(t, oc)
 	return st, nil
 }
 
@@ -645,30 +670,41 @@ func (b *Backend) Push(ctx context.Context, local, remote hosts.Executor, t *bac
 func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor, t *backend.Target, root string) (backend.CopyStats, error) {
 	var stats backend.CopyStats
 	oc := b.release(t)
-	if oc == nil {
-		closure := t.Closure
-		if closure == nil {
-			var err error
-			if closure, err = hosts.Lines(ctx, local, hosts.Cmd{Argv: b.opts.requisitesArgv([]string{root})}); err != nil {
-				return stats, err
+	closure := t.Closure
+	if closure == nil {
+		var err error
+		if closure, err = hosts.Lines(ctx, local, hosts.Cmd{Argv: b.opts.requisitesArgv([]string{root})}); err != nil {
+			if oc != nil {
+				oc.end()
 			}
+			return stats, err
 		}
-		s := startSession(ctx, remote, serveArgv())
-		missing, err := missingPaths(s, closure, t.Host.Substitute)
-		if err != nil {
-			return stats, fmt.Errorf("query the host's store: %w", err)
+	}
+	if oc != nil && oc.daemon != nil {
+		ok, err := b.copyThroughDaemon(ctx, local, t, oc, closure, &stats)
+		if ok || err != nil {
+			return stats, err
 		}
-		oc = &openCopy{s: s, missing: missing}
+	}
+	if oc == nil {
+		oc = &openCopy{s: startSession(ctx, remote, serveArgv())}
+	} else if err := oc.s.expect("serve", "serve"); err != nil {
+		return stats, err
 	}
 	s := oc.s
-	info, err := b.infoOf(ctx, local, oc.missing)
+	s.shows = serveArgv()
+	missing, err := missingPaths(s, closure, t.Host.Substitute)
+	if err != nil {
+		return stats, fmt.Errorf("query the host's store: %w", err)
+	}
+	info, err := b.infoOf(ctx, local, missing)
 	if err != nil {
 		s.wait()
 		return stats, err
 	}
 	before := s.sent.n
-	err = s.addPaths(oc.missing, info)
-	stats.Bytes = s.sent.n - before
+	err = s.addPaths(missing, info)
+	stats.Bytes += s.sent.n - before
 	if err != nil {
 		s.wait()
 		return stats, fmt.Errorf("add paths: %w", err)
@@ -677,7 +713,7 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 		if err := s.wait(); err != nil {
 			return stats, err
 		}
-		stats.Paths = len(oc.missing)
+		stats.Paths = len(missing)
 		return stats, nil
 	}
 	// The end of its input ends nix-store --serve; the session says
@@ -697,23 +733,78 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 		return stats, fmt.Errorf("unexpected line %q after nix-store --serve", l)
 	}
 	s.shows = switchArgv(t.Out, t.Host.Activation)
-	stats.Paths = len(oc.missing)
+	stats.Paths = len(missing)
+	oc.pushed = true
 	b.keep(t, oc)
 	return stats, nil
 }
 
+// usesDaemon reports whether t's copy tries the host's nix daemon first:
+// for a system built here, as root (sudo cannot reach the daemon as root).
+func (b *Backend) usesDaemon(t *backend.Target) bool {
+	return !b.opts.NoDaemon && t.Host.Build != "target" && (t.Host.SSH.User == "" || t.Host.SSH.User == "root")
+}
+
+// daemonStdin names what a copy through the daemon sends: the closure as
+// temporary roots, the query, the missing paths, then "go" to the waiting
+// session, which goes on to activate.
+func daemonStdin(substitute bool) string {
+	q := "query-valid-paths " + backend.PlaceClosure
+	if substitute {
+		q = "query-valid-paths --substitute " + backend.PlaceClosure
+	}
+	return "add-temp-root " + backend.PlaceClosure + "; " + q + "; add-to-store-nar " + backend.PlaceMissing +
+		" (archives written by deploy); then \"go\" to the waiting session"
+}
+
+// copyThroughDaemon copies the paths the host lacks through its daemon,
+// then tells the waiting session to activate. ok is false, with no error,
+// when the daemon failed before anything was decided: the caller then
+// copies through nix-store --serve in the same session, which says why if
+// it fails too.
+func (b *Backend) copyThroughDaemon(ctx context.Context, local hosts.Executor, t *backend.Target, oc *openCopy, closure []string, stats *backend.CopyStats) (ok bool, err error) {
+	dc := oc.daemon
+	missing, err := dc.missing(closure, t.Host.Substitute)
+	if err != nil {
+		oc.dropDaemon()
+		return false, nil
+	}
+	info, err := b.infoOf(ctx, local, missing)
+	if err != nil {
+		oc.end()
+		return false, err
+	}
+	before := dc.sent.n
+	err = dc.addPaths(missing, info)
+	stats.Bytes += dc.sent.n - before
+	if err != nil {
+		oc.dropDaemon()
+		return false, nil
+	}
+	s := oc.s
+	if err := s.expect("go", "activate"); err != nil {
+		oc.end()
+		return false, err
+	}
+	s.shows = switchArgv(t.Out, t.Host.Activation)
+	stats.Paths = len(missing)
+	oc.pushed = true
+	b.keep(t, oc)
+	return true, nil
+}
+
 // Activate implements backend.Backend.
 func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string) error {
-	if oc := b.release(t); oc != nil && oc.activates && goal == t.Host.Activation {
+	if oc := b.release(t); oc != nil && oc.pushed && oc.activates && goal == t.Host.Activation {
 		// The session Push left is activating: its output is the
 		// activation's, its exit status the activation's.
 		io.Copy(io.Discard, oc.s.out)
-		if err := oc.s.wait(); err != nil {
+		if err := oc.end(); err != nil {
 			return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
 		}
 		return nil
 	} else if oc != nil {
-		oc.s.wait()
+		oc.end()
 	}
 	if err := remote.Run(ctx, hosts.Cmd{Argv: activateArgv(t.Out, goal), Privileged: true}); err != nil {
 		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}

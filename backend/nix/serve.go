@@ -113,6 +113,27 @@ func (s *serveSession) line() (string, error) {
 	return strings.TrimSuffix(l, "\n"), nil
 }
 
+// expect writes a line to the script the session runs (before the
+// protocol starts) and reads its answer, which must be want.
+func (s *serveSession) expect(say, want string) error {
+	s.w.WriteString(say + "\n")
+	if err := s.flush(); err != nil {
+		return err
+	}
+	l, err := s.line()
+	if err == io.EOF {
+		return fmt.Errorf("the host's session ended instead of answering %q", say)
+	}
+	if err != nil {
+		return err
+	}
+	if l != want {
+		s.wait()
+		return fmt.Errorf("the host's session answered %q to %q, want %q", l, say, want)
+	}
+	return nil
+}
+
 // closeInput flushes and ends the host's standard input.
 func (s *serveSession) closeInput() error {
 	if err := s.w.Flush(); err != nil {

@@ -14,11 +14,12 @@ import (
 	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
 )
 
-// TestServeCopyIsCheckedByTheHost sends a store path to a real host's
-// nix-store --serve: with a wrong NAR hash the host refuses it and the
-// error says so; with the right one the host has it afterwards, and asking
-// again finds nothing missing.
-func TestServeCopyIsCheckedByTheHost(t *testing.T) {
+// TestCopyIsCheckedByTheHost sends a store path (larger than one frame of
+// the daemon protocol) to a real host, through its nix-store --serve and
+// through its nix daemon: with a wrong NAR hash the host refuses it and
+// the error says so; with the right one the host has it afterwards, and
+// asking again finds nothing missing.
+func TestCopyIsCheckedByTheHost(t *testing.T) {
 	if os.Geteuid() != 0 {
 		backendtest.Skip(t, "needs root to add paths to the store")
 	}
@@ -35,7 +36,7 @@ func TestServeCopyIsCheckedByTheHost(t *testing.T) {
 	defer conn.Close()
 
 	src := filepath.Join(t.TempDir(), "cuedeploy-serve-test")
-	if err := os.WriteFile(src, []byte("checked by the host\n"), 0o644); err != nil {
+	if err := os.WriteFile(src, []byte(strings.Repeat("checked by the host\n", 10000)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("nix-store", "--add", src).Output()
@@ -49,7 +50,7 @@ func TestServeCopyIsCheckedByTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	copyOnce := func(in pathInfo) ([]string, error) {
+	serve := func(in pathInfo) ([]string, error) {
 		s := startSession(ctx, conn, serveArgv())
 		missing, err := missingPaths(s, []string{path}, false) // greets the host first
 		if err != nil {
@@ -61,20 +62,52 @@ func TestServeCopyIsCheckedByTheHost(t *testing.T) {
 		}
 		return missing, s.wait()
 	}
-
-	bad := info[path]
-	bad.narHash = "sha256:" + strings.Repeat("0", 64)
-	if _, err := copyOnce(bad); err == nil || !strings.Contains(err.Error(), "hash mismatch") {
-		t.Fatalf("copy with a wrong NAR hash: error %v, want the host's hash mismatch", err)
+	daemon := func(in pathInfo) ([]string, error) {
+		dc, err := openDaemon(ctx, conn)
+		if err != nil {
+			return nil, err
+		}
+		defer dc.Close()
+		missing, err := dc.missing([]string{path}, false)
+		if err != nil {
+			return nil, err
+		}
+		before := dc.sent.n
+		if err := dc.addPaths(missing, map[string]pathInfo{path: in}); err != nil {
+			return missing, err
+		}
+		if len(missing) == 1 {
+			// The operation and its fields, then the archive in frames.
+			if got, want := dc.sent.n-before, in.narSize+daemonFraming(in.narSize); got <= want || got > want+1024 {
+				t.Errorf("sent %d bytes for a %d-byte archive; want its frames (%d bytes) and the operation's fields", got, in.narSize, want)
+			}
+		}
+		return missing, nil
 	}
-	missing, err := copyOnce(info[path])
-	if err != nil {
-		t.Fatalf("copy: %v", err)
-	}
-	if len(missing) != 1 {
-		t.Fatalf("the host lacked %v, want just %s", missing, path)
-	}
-	if missing, err = copyOnce(info[path]); err != nil || len(missing) != 0 {
-		t.Fatalf("second copy: missing %v, error %v; want nothing missing", missing, err)
+	for _, c := range []struct {
+		name string
+		copy func(pathInfo) ([]string, error)
+	}{{"serve", serve}, {"daemon", daemon}} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := info[path]
+			bad.narHash = "sha256:" + strings.Repeat("0", 64)
+			if _, err := c.copy(bad); err == nil || !strings.Contains(err.Error(), "hash mismatch") {
+				t.Fatalf("copy with a wrong NAR hash: error %v, want the host's hash mismatch", err)
+			}
+			missing, err := c.copy(info[path])
+			if err != nil {
+				t.Fatalf("copy: %v", err)
+			}
+			if len(missing) != 1 {
+				t.Fatalf("the host lacked %v, want just %s", missing, path)
+			}
+			if missing, err = c.copy(info[path]); err != nil || len(missing) != 0 {
+				t.Fatalf("second copy: missing %v, error %v; want nothing missing", missing, err)
+			}
+			// The next channel starts from a host without the path.
+			if out, err := hosts.Output(ctx, conn, hosts.Cmd{Argv: []string{"nix-store", "--delete", path}}); err != nil {
+				t.Fatalf("delete %s on the host: %v: %s", path, err, out)
+			}
+		})
 	}
 }

@@ -332,33 +332,48 @@ type hostRun struct {
 }
 
 // pipeline takes one host from connect to its goal, rolling back a failed
-// activation. The host's timeout covers connecting and everything after
-// the build; waiting for the shared batches does not count against it.
+// activation. The host reads its state as soon as its system is evaluated,
+// while the deployer still builds. The host's timeout covers connecting and
+// every step on the host; waiting for the shared build and for a work slot
+// does not count against it.
 func (h *hostRun) pipeline(base context.Context) {
 	t, r := h.t, h.r
 	timeout := h.req.Timeout
 	if t.Host.Timeout > 0 {
 		timeout = t.Host.Timeout
 	}
-	ctx, cancel := base, context.CancelFunc(func() {})
-	arm := func() {
-		cancel()
-		if timeout > 0 {
-			ctx, cancel = context.WithTimeout(base, timeout)
+	// One context for the whole pipeline, as a session opened in one step
+	// lives on in the next; its clock stops while the host waits on others.
+	ctx, cancel := context.WithCancelCause(base)
+	defer cancel(nil)
+	var clock *time.Timer
+	var left time.Duration = timeout
+	var since time.Time
+	run := func() {
+		if timeout > 0 && clock == nil {
+			since = time.Now()
+			clock = time.AfterFunc(left, func() { cancel(context.DeadlineExceeded) })
 		}
 	}
-	arm()
-	defer func() { cancel() }()
+	pause := func() {
+		if clock != nil && clock.Stop() {
+			left -= time.Since(since)
+			clock = nil
+		}
+	}
+	defer pause()
+	run()
 	phase := func(p string) {
 		r.Phase = p
 		h.obs.Phase(t.Host.Name, p)
 	}
 	failed := func(err error) {
-		if ctx.Err() == context.DeadlineExceeded {
+		timedOut := errors.Is(context.Cause(ctx), context.DeadlineExceeded)
+		if timedOut {
 			err = fmt.Errorf("%w (timed out after %s)", err, timeout)
 		}
 		setFailed(r, r.Phase, err)
-		if errors.Is(ctx.Err(), context.Canceled) {
+		if ctx.Err() != nil && !timedOut {
 			// Another host failed under --fail-fast, or the user interrupted.
 			r.Status = Cancelled
 		}
@@ -370,16 +385,25 @@ func (h *hostRun) pipeline(base context.Context) {
 		defer conn.Close()
 	}
 	// A system that does not evaluate is the first thing to report.
+	pause()
 	if err := h.evaluated(); err != nil {
 		r.Phase = backend.PhaseEval
 		failed(err)
 		return
 	}
+	run()
 	r.Drv, r.System = t.Drv, t.Out
 	if dialErr != nil {
 		failed(dialErr)
 		return
 	}
+	prev, err := h.b.State(ctx, conn, t)
+	if err != nil {
+		failed(err)
+		return
+	}
+	r.Previous = prev.Current
+	pause()
 	if t.Host.Build != "target" {
 		phase(backend.PhaseBuild)
 	}
@@ -388,25 +412,18 @@ func (h *hostRun) pipeline(base context.Context) {
 		failed(err)
 		return
 	}
+	goal := t.Host.Activation
+	if prev.Reached(goal, t.Out) {
+		r.Status, r.Phase = Unchanged, backend.PhaseDone
+		return
+	}
 	release, err := h.work()
 	if err != nil {
 		failed(err)
 		return
 	}
 	defer release()
-	arm()
-	phase(backend.PhaseConnect)
-	prev, err := h.b.State(ctx, conn, t)
-	if err != nil {
-		failed(err)
-		return
-	}
-	r.Previous = prev.Current
-	goal := t.Host.Activation
-	if prev.Reached(goal, t.Out) {
-		r.Status, r.Phase = Unchanged, backend.PhaseDone
-		return
-	}
+	run()
 	phase(backend.PhaseCopy)
 	stats, err := h.b.Push(ctx, h.req.Local, conn, t)
 	r.Copied = stats

@@ -113,6 +113,9 @@ func printPlan(e *env, p planJSON) error {
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		for _, s := range h.Steps {
 			cmd := hosts.ShellJoin(s.Argv)
+			if s.Socket != "" {
+				cmd = "socket " + s.Socket
+			}
 			if s.Batch != "" {
 				cmd = "[batch " + s.Batch + "]"
 			}

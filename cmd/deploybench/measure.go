@@ -62,26 +62,74 @@ const clockTick = 100
 func remoteCPU(f *fleet.Fleet) (time.Duration, error) {
 	var total time.Duration
 	for _, h := range f.Hosts {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.PID))
+		// What the host's sshd has reaped (connections and their commands),
+		// and what its live children used and reaped: the host's nix daemon
+		// and the workers it forked for connections.
+		t, err := cpuOf(h.PID, true)
 		if err != nil {
 			return 0, fmt.Errorf("read the CPU time of %q: %w", h.Name, err)
 		}
-		// Fields after the command name, which is in parentheses: state is
-		// field 3, cutime and cstime are fields 16 and 17.
-		s := string(b)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) < 15 {
-			return 0, fmt.Errorf("read the CPU time of %q: short /proc stat", h.Name)
-		}
-		for _, f := range fields[13:15] {
-			n, err := strconv.ParseInt(f, 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("read the CPU time of %q: %w", h.Name, err)
+		total += t
+		for _, pid := range childrenOf(h.PID) {
+			if t, err := cpuOf(pid, false); err == nil {
+				total += t
 			}
-			total += time.Duration(n) * time.Second / clockTick
 		}
 	}
 	return total, nil
+}
+
+// cpuOf is the CPU time of pid's reaped children, and with !reapedOnly its
+// own too, from /proc/PID/stat (utime, stime, cutime, cstime are fields 14
+// to 17).
+func cpuOf(pid int, reapedOnly bool) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 15 {
+		return 0, errors.New("short /proc stat")
+	}
+	from := 11
+	if reapedOnly {
+		from = 13
+	}
+	var total time.Duration
+	for _, f := range fields[from:15] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		total += time.Duration(n) * time.Second / clockTick
+	}
+	return total, nil
+}
+
+// childrenOf lists the live children of pid.
+func childrenOf(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func tail(s string, n int) string {
@@ -185,12 +233,14 @@ func closures(ctx context.Context, systems map[string]string) (map[string][]stri
 	return m, nil
 }
 
-// narInfo returns, per path, its NAR size and the bytes the
-// add-to-store-nar command of nix-store --serve adds in front of its NAR:
-// the command, the path, its deriver, its NAR hash ("sha256:" and 64 hex
+// narInfo returns, per path, its NAR size and the bytes deploy's copy adds
+// around its NAR: the host's nix daemon takes the copy (AddToStoreNar), so
+// the operation, the path, its deriver, its NAR hash ("sha256:" and 64 hex
 // digits), its references, the registration time, NAR size and trust flag,
-// an empty signature list and an empty content address. One nix-store
-// --dump-db says all of it for every path.
+// an empty signature list, an empty content address, the repair and
+// signature-check flags, and the length of each 64 KiB frame of the NAR
+// and the empty frame that ends them. One nix-store --dump-db says all of
+// it for every path.
 func narInfo(ctx context.Context, paths []string) (sizes, frames map[string]int64, err error) {
 	str := func(s string) int64 { return 8 + int64(len(s)+7)/8*8 }
 	out, _, err := run(ctx, "", nil, append([]string{"nix-store", "--dump-db"}, paths...)...)
@@ -206,7 +256,9 @@ func narInfo(ctx context.Context, paths []string) (sizes, frames map[string]int6
 		if err1 != nil || err2 != nil || i+5+nrefs > len(lines) {
 			return nil, nil, fmt.Errorf("nix-store --dump-db: cannot read the entry of %q", path)
 		}
-		n := 8 + str(path) + str(lines[i+3]) + str(strings.Repeat("x", 71)) + 8 + 8 + 8 + 8 + 8 + str("")
+		const frame = 64 << 10 // deploy's frame size
+		n := 8 + str(path) + str(lines[i+3]) + str(strings.Repeat("x", 71)) + 8 + 8 + 8 + 8 + str("") + 8 + 8 +
+			8*((size+frame-1)/frame) + 8
 		for _, r := range lines[i+5 : i+5+nrefs] {
 			n += str(r)
 		}

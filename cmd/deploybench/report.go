@@ -138,7 +138,8 @@ func report(w io.Writer, c *cli, rs []runStats) bool {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "(MET: on every host, the paths copied are exactly the paths it lacked, and the bytes sent are their NAR\n")
-	fmt.Fprintf(w, "size plus the framing of nix-store --serve's add-to-store-nar: path, deriver, hash, references, sizes per path)\n")
+	fmt.Fprintf(w, "size plus the framing of the nix daemon's AddToStoreNar: path, deriver, hash, references, sizes, flags and\n")
+	fmt.Fprintf(w, "the 64 KiB frames' lengths per path)\n")
 	return ok
 }
 
