@@ -182,13 +182,15 @@ func activateScript(goal string) string {
 	return setProfileScript(Profile) + `; ` + sw
 }
 
-// setProfileScript points profile at $2 through a new generation.
+// setProfileScript points profile at $2 through a new generation. GNU ln
+// -sfn replaces an existing link atomically (a new link under a temporary
+// name, renamed over the old), as nix-env does.
 func setProfileScript(profile string) string {
 	return `P=` + hosts.ShellQuote(profile) + `; exec 9>>"$P.lock" && flock 9 || exit; n=0; ` +
 		`for l in "$P"-*-link; do [ -L "$l" ] || continue; g=${l#"$P"-}; g=${g%-link}; ` +
 		`case $g in ''|*[!0-9]*) continue ;; esac; [ "$g" -gt "$n" ] && n=$g; done; ` +
 		`if [ "$n" = 0 ] || [ "$(readlink "$P-$n-link")" != "$2" ]; then n=$((n+1)); ln -s "$2" "$P-$n-link" || exit; fi; ` +
-		`ln -sfn "${P##*/}-$n-link" "$P.new" && mv -T "$P.new" "$P" || exit`
+		`ln -sfn "${P##*/}-$n-link" "$P" || exit`
 }
 
 // activateArgv reaches goal with system in one round trip, in its own

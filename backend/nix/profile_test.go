@@ -99,3 +99,39 @@ func TestSetProfileScriptMatchesNixEnv(t *testing.T) {
 		t.Errorf("the profile does not point at generation 4:\n%s", got)
 	}
 }
+
+// TestProfileSwitchIsAtomic switches a profile link back and forth with the
+// script's ln -sfn while another reader keeps reading it: the link must
+// never be missing, as nix-env's rename never leaves it missing.
+func TestProfileSwitchIsAtomic(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "system")
+	if err := os.Symlink("system-1-link", p); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	missing := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				missing <- nil
+				return
+			default:
+			}
+			if _, err := os.Readlink(p); err != nil {
+				missing <- err
+				return
+			}
+		}
+	}()
+	script := `for i in $(seq 300); do ln -sfn system-2-link "$1" && ln -sfn system-1-link "$1" || exit; done`
+	out, err := exec.Command("sh", "-c", script, "sh", p).CombinedOutput()
+	close(stop)
+	if err != nil {
+		t.Fatalf("ln -sfn: %v: %s", err, out)
+	}
+	if err := <-missing; err != nil {
+		t.Fatalf("the profile link was missing while ln -sfn replaced it: %v", err)
+	}
+}

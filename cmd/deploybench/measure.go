@@ -257,7 +257,7 @@ func narInfo(ctx context.Context, paths []string) (sizes, frames map[string]int6
 			return nil, nil, fmt.Errorf("nix-store --dump-db: cannot read the entry of %q", path)
 		}
 		const frame = 64 << 10 // deploy's frame size
-		n := 8 + str(path) + str(lines[i+3]) + str(strings.Repeat("x", 71)) + 8 + 8 + 8 + 8 + str("") + 8 + 8 +
+		n := 8 + str(path) + str(lines[i+3]) + str(strings.Repeat("x", 71)) + 8 + 8 + 8 + 8 + 8 + str("") + 8 + 8 +
 			8*((size+frame-1)/frame) + 8
 		for _, r := range lines[i+5 : i+5+nrefs] {
 			n += str(r)
