@@ -219,9 +219,9 @@ func Run(ctx context.Context, req Request) []Result {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Twice as many hosts as may work at once connect ahead: while the
-	// deployer builds, and while other hosts copy and activate, the next
-	// ones are already connected.
+	// Twice as many hosts as may work at once connect and read their state
+	// ahead: while the deployer builds, and while other hosts copy and
+	// activate, the next ones are ready.
 	connSem := make(chan struct{}, 2*req.Parallel)
 	workSem := make(chan struct{}, req.Parallel)
 	var wg sync.WaitGroup

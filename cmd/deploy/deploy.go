@@ -21,7 +21,7 @@ type runFlags struct {
 	selection
 	overrides
 	connection
-	Parallel int           `name:"parallel" short:"j" default:"10" help:"Hosts copied and activated at once; twice as many connect ahead of their turn."`
+	Parallel int           `name:"parallel" short:"j" default:"10" help:"Hosts copied and activated at once; twice as many connect and read their state ahead of their turn."`
 	FailFast bool          `name:"fail-fast" help:"Stop every other host when one fails."`
 	Timeout  time.Duration `name:"timeout" default:"30m" help:"Bound each host's whole deploy (a host's own timeout wins)."`
 	JSON     bool          `name:"json" help:"Print results as JSON."`
