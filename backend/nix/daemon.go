@@ -128,56 +128,14 @@ func (dc *daemonConn) hello() error {
 func (dc *daemonConn) flush() error { return dc.w.Flush() }
 
 func (dc *daemonConn) readNum() (uint64, error) {
-	var b [8]byte
-	if _, err := io.ReadFull(dc.r, b[:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, err
+	v, err := readNum(dc.r)
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
 	}
-	return binary.LittleEndian.Uint64(b[:]), nil
+	return v, err
 }
 
-func (dc *daemonConn) readStr() (string, error) {
-	n, err := dc.readNum()
-	if err != nil {
-		return "", err
-	}
-	if n > maxServeString {
-		return "", fmt.Errorf("sent a string of %d bytes", n)
-	}
-	b := make([]byte, (n+7)&^7)
-	if _, err := io.ReadFull(dc.r, b); err != nil {
-		return "", err
-	}
-	return string(b[:n]), nil
-}
-
-func (dc *daemonConn) readStrs() ([]string, error) {
-	n, err := dc.readNum()
-	if err != nil {
-		return nil, err
-	}
-	if n > maxServeString {
-		return nil, fmt.Errorf("sent a list of %d strings", n)
-	}
-	out := make([]string, 0, n)
-	for range n {
-		s, err := dc.readStr()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-func (dc *daemonConn) strs(vs []string) {
-	dc.enc.num(uint64(len(vs)))
-	for _, v := range vs {
-		dc.enc.str(v)
-	}
-}
+func (dc *daemonConn) readStr() (string, error) { return readStr(dc.r) }
 
 // result reads the daemon's messages up to the end of an operation's
 // work: nil, or the error the daemon reports.
@@ -335,7 +293,7 @@ func (dc *daemonConn) missing(closure []string, substitute bool) ([]string, erro
 		dc.enc.str(p)
 	}
 	dc.enc.num(wopQueryValidPaths)
-	dc.strs(closure)
+	dc.enc.strs(closure)
 	if dc.minor >= 27 {
 		dc.enc.num(b2u(substitute))
 	}
@@ -353,7 +311,7 @@ func (dc *daemonConn) missing(closure []string, substitute bool) ([]string, erro
 	if err := dc.result(); err != nil {
 		return nil, fmt.Errorf("nix daemon: query valid paths: %w", err)
 	}
-	valid, err := dc.readStrs()
+	valid, err := readStrs(dc.r)
 	if err != nil {
 		return nil, err
 	}
@@ -370,81 +328,36 @@ func (dc *daemonConn) missing(closure []string, substitute bool) ([]string, erro
 	return missing, nil
 }
 
-// window is how many bytes a copy keeps in flight on this link.
-func (dc *daemonConn) window() int64 {
-	rtt := dc.rtt
-	if dc.link != nil {
-		if k, ok := dc.link(); ok && k < rtt {
-			rtt = k
-		}
-	}
-	w := int64(rtt.Seconds() * serveLinkRate)
-	return min(max(w, serveWindowMin), serveWindowMax)
-}
-
 // addPaths sends paths (dependencies first) as AddToStoreNar operations,
 // their archives in frames, keeping at most a window of bytes
 // unacknowledged. The daemon checks every archive against its hash.
 func (dc *daemonConn) addPaths(paths []string, info map[string]pathInfo) error {
-	window := dc.window()
-	var inflight []int64
-	var unacked int64
+	send := func(p string) (int64, error) {
+		in, ok := info[p]
+		if !ok {
+			return 0, fmt.Errorf("no store information for %s", p)
+		}
+		dc.enc.num(wopAddToStoreNar)
+		dc.enc.record(p, in)
+		dc.enc.num(0) // no repair
+		dc.enc.num(1) // do not check signatures: root is trusted
+		if dc.enc.err != nil {
+			return 0, dc.enc.err
+		}
+		f := &framer{w: dc.w}
+		n, err := archive(&narWriter{w: f}, p, in)
+		if err == nil {
+			err = f.close()
+		}
+		return n, err
+	}
 	ack := func() error {
 		if err := dc.flush(); err != nil {
 			return err
 		}
-		if err := dc.result(); err != nil {
-			return err
-		}
-		unacked -= inflight[0]
-		inflight = inflight[1:]
-		return nil
+		return dc.result()
 	}
-	for _, p := range paths {
-		for len(inflight) > 0 && unacked >= window {
-			if err := ack(); err != nil {
-				return err
-			}
-		}
-		in, ok := info[p]
-		if !ok {
-			return fmt.Errorf("no store information for %s", p)
-		}
-		dc.enc.num(wopAddToStoreNar)
-		dc.enc.str(p)
-		dc.enc.str(in.deriver)
-		dc.enc.str(in.narHash)
-		dc.strs(in.references)
-		dc.enc.num(0) // registration time: the host's now
-		dc.enc.num(uint64(in.narSize))
-		dc.enc.num(0)  // not ultimately trusted
-		dc.strs(nil)   // no signatures
-		dc.enc.str("") // content address: none known (as nix-store --export)
-		dc.enc.num(0)  // no repair
-		dc.enc.num(1)  // do not check signatures: root is trusted
-		if dc.enc.err != nil {
-			return dc.enc.err
-		}
-		f := &framer{w: dc.w}
-		n, err := (&narWriter{w: f}).nar(p)
-		if err == nil {
-			err = f.close()
-		}
-		if err != nil {
-			return fmt.Errorf("archive %s: %w", p, err)
-		}
-		if n != in.narSize {
-			return fmt.Errorf("archive %s: %d bytes, but the store records %d", p, n, in.narSize)
-		}
-		inflight = append(inflight, n)
-		unacked += n
-	}
-	for len(inflight) > 0 {
-		if err := ack(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return sendWindowed(paths, window(dc.rtt, dc.link), send, ack)
 }
 
 // framer cuts what is written into frames of daemonFrame bytes (the last

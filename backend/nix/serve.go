@@ -3,7 +3,6 @@ package nix
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -26,20 +25,6 @@ const (
 
 	serveQueryValidPaths = 1
 	serveAddToStoreNar   = 9
-)
-
-// Bytes a copy keeps in flight (sent, not yet acknowledged by the host):
-// what a 1 Gbit/s link carries in the link's round trip, at least
-// serveWindowMin. Without a bound a fast link delivers the whole closure to
-// sshd at once, and sshd spends more CPU moving its buffers than nix
-// spends adding the paths; a slow link needs the window to stay busy. The
-// round trip is the kernel's measure of the TCP connection where there is
-// one (a busy deployer answering late does not inflate it), else the
-// greeting's empty query.
-const (
-	serveWindowMin = 256 << 10
-	serveWindowMax = 64 << 20
-	serveLinkRate  = 125e6 // bytes per second
 )
 
 // serveSession is a running nix-store --serve on a host.
@@ -175,14 +160,9 @@ func (s *serveSession) failure(err error) error {
 }
 
 // num, str and strs write the protocol's values: the framing NARs use.
-func (s *serveSession) num(v uint64) { s.enc.num(v) }
-func (s *serveSession) str(v string) { s.enc.str(v) }
-func (s *serveSession) strs(vs []string) {
-	s.enc.num(uint64(len(vs)))
-	for _, v := range vs {
-		s.enc.str(v)
-	}
-}
+func (s *serveSession) num(v uint64)     { s.enc.num(v) }
+func (s *serveSession) str(v string)     { s.enc.str(v) }
+func (s *serveSession) strs(vs []string) { s.enc.strs(vs) }
 
 func (s *serveSession) flush() error {
 	if err := s.w.Flush(); err != nil {
@@ -192,48 +172,19 @@ func (s *serveSession) flush() error {
 }
 
 func (s *serveSession) readNum() (uint64, error) {
-	var b [8]byte
-	if _, err := io.ReadFull(s.out, b[:]); err != nil {
+	v, err := readNum(s.out)
+	if err != nil {
 		return 0, s.failure(err)
 	}
-	return binary.LittleEndian.Uint64(b[:]), nil
-}
-
-// maxServeString bounds what the host may ask us to read as one string.
-const maxServeString = 1 << 20
-
-func (s *serveSession) readStr() (string, error) {
-	n, err := s.readNum()
-	if err != nil {
-		return "", err
-	}
-	if n > maxServeString {
-		return "", fmt.Errorf("nix-store --serve sent a string of %d bytes", n)
-	}
-	b := make([]byte, (n+7)&^7)
-	if _, err := io.ReadFull(s.out, b); err != nil {
-		return "", s.failure(err)
-	}
-	return string(b[:n]), nil
+	return v, nil
 }
 
 func (s *serveSession) readStrs() ([]string, error) {
-	n, err := s.readNum()
+	v, err := readStrs(s.out)
 	if err != nil {
-		return nil, err
+		return nil, s.failure(err)
 	}
-	if n > maxServeString {
-		return nil, fmt.Errorf("nix-store --serve sent a list of %d strings", n)
-	}
-	out := make([]string, 0, n)
-	for range n {
-		v, err := s.readStr()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, nil
+	return v, nil
 }
 
 // hello exchanges the greeting and measures the link's round trip with an
@@ -288,25 +239,6 @@ func (s *serveSession) queryValid(paths []string, lock, substitute bool) (map[st
 	return m, nil
 }
 
-func b2u(b bool) uint64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// window is how many bytes a copy keeps in flight on this link.
-func (s *serveSession) window() int64 {
-	rtt := s.rtt
-	if s.link != nil {
-		if k, ok := s.link(); ok && k < rtt {
-			rtt = k
-		}
-	}
-	w := int64(rtt.Seconds() * serveLinkRate)
-	return min(max(w, serveWindowMin), serveWindowMax)
-}
-
 // pathInfo is what the deployer's store records of a path.
 type pathInfo struct {
 	narHash    string // "sha256:" and the hash in base16
@@ -320,9 +252,15 @@ type pathInfo struct {
 // bytes unacknowledged; the host checks every archive against its hash
 // before it registers the path.
 func (s *serveSession) addPaths(paths []string, info map[string]pathInfo) error {
-	window := s.window()
-	var inflight []int64
-	var unacked int64
+	send := func(p string) (int64, error) {
+		in, ok := info[p]
+		if !ok {
+			return 0, fmt.Errorf("no store information for %s", p)
+		}
+		s.num(serveAddToStoreNar)
+		s.enc.record(p, in)
+		return archive(s.enc, p, in)
+	}
 	ack := func() error {
 		if err := s.flush(); err != nil {
 			return err
@@ -334,46 +272,9 @@ func (s *serveSession) addPaths(paths []string, info map[string]pathInfo) error 
 		if v != 1 {
 			return fmt.Errorf("nix-store --serve answered %d to add-to-store-nar", v)
 		}
-		unacked -= inflight[0]
-		inflight = inflight[1:]
 		return nil
 	}
-	for _, p := range paths {
-		for len(inflight) > 0 && unacked >= window {
-			if err := ack(); err != nil {
-				return err
-			}
-		}
-		in, ok := info[p]
-		if !ok {
-			return fmt.Errorf("no store information for %s", p)
-		}
-		s.num(serveAddToStoreNar)
-		s.str(p)
-		s.str(in.deriver)
-		s.str(in.narHash)
-		s.strs(in.references)
-		s.num(0) // registration time: the host's now
-		s.num(uint64(in.narSize))
-		s.num(0) // not ultimately trusted
-		s.strs(nil)
-		s.str("") // content address: none known (as nix-store --export)
-		n, err := s.enc.nar(p)
-		if err != nil {
-			return fmt.Errorf("archive %s: %w", p, err)
-		}
-		if n != in.narSize {
-			return fmt.Errorf("archive %s: %d bytes, but the store records %d", p, n, in.narSize)
-		}
-		inflight = append(inflight, n)
-		unacked += n
-	}
-	for len(inflight) > 0 {
-		if err := ack(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return sendWindowed(paths, window(s.rtt, s.link), send, ack)
 }
 
 type countingWriter struct {
