@@ -94,7 +94,7 @@ func writeKey(path, comment string) (string, error) {
 
 // makeHost creates h.Dir and everything in it but sshd_config, which start
 // writes once the port is known, and sets h.HostKey.
-func makeHost(h *Host, clientPub string) error {
+func makeHost(h *Host, clientPub string, nixConfLines []string) error {
 	if err := os.Mkdir(h.Dir, 0o755); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("make host %q: %q already exists", h.Name, h.Dir)
@@ -126,7 +126,7 @@ func makeHost(h *Host, clientPub string) error {
 	files := map[string]string{
 		"ssh_host_ed25519_key.pub": key + " root@" + h.Name + "\n",
 		"authorized_keys":          string(auth),
-		"etc-nix/nix.conf":         nixConf,
+		"etc-nix/nix.conf":         nixConf + strings.Join(append(nixConfLines, ""), "\n"),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(h.Dir, name), []byte(content), 0o644); err != nil {

@@ -57,6 +57,9 @@ type Config struct {
 	// ExtraPath directories come first on the hosts' PATH, so that a
 	// stand-in program (such as the stand-in guix) can be found there.
 	ExtraPath []string
+	// NixConf lines are added to every host's nix.conf (for example a
+	// substituter), which the host's nix and its daemon read.
+	NixConf []string
 }
 
 // Fleet is a running local test fleet, as recorded in its state file.
@@ -206,7 +209,7 @@ func Up(ctx context.Context, c Config) (_ *Fleet, err error) {
 		return nil, err
 	}
 	for i := range f.Hosts {
-		if err := makeHost(&f.Hosts[i], f.ClientKey+".pub"); err != nil {
+		if err := makeHost(&f.Hosts[i], f.ClientKey+".pub", c.NixConf); err != nil {
 			return nil, err
 		}
 		f.made = append(f.made, f.Hosts[i].Dir)

@@ -1,0 +1,109 @@
+package nix
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/hosts"
+	"cuedeploy.dev/cuedeploy/hosts/fleet"
+	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
+	"cuedeploy.dev/cuedeploy/schema"
+)
+
+// TestHostSubstitutesFirst gives the hosts a binary cache (a file://
+// substituter holding the system's closure) and deploys with substitute:
+// true, through the host's daemon and through nix-store --serve: the hosts
+// fetch every path themselves, deploy sends none, and the system runs. A
+// host deployed without substitute gets the paths from deploy.
+func TestHostSubstitutesFirst(t *testing.T) {
+	needNix(t)
+	ctx := context.Background()
+	file, err := filepath.Abs("../../examples/forum/nix/forum.nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := "substitute-" + filepath.Base(t.TempDir())
+	host := func(name string, substitute bool) *schema.Host {
+		return &schema.Host{
+			Name: name, Address: fleet.Address, Build: "local", Activation: "switch", Substitute: substitute,
+			SSH: schema.SSH{User: "root", Port: 22},
+			Nix: &schema.Nix{
+				File:      file,
+				Attribute: "nixosConfigurations.forum-1.config.system.build.toplevel",
+				Args:      map[string]string{"release": release, "failActivation": "", "env": "substitute"},
+			},
+		}
+	}
+	opts := Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir()}
+
+	// Build the system and put its closure in a cache the hosts can read.
+	b := New(opts)
+	built := &backend.Target{Host: host("builder", false)}
+	for _, err := range append(b.Instantiate(ctx, hosts.Local{}, []*backend.Target{built}), b.Build(ctx, hosts.Local{}, []*backend.Target{built})...) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache := filepath.Join(t.TempDir(), "cache")
+	if out, err := exec.Command("nix", "--extra-experimental-features", "nix-command", "copy", "--to", "file://"+cache, built.Out).CombinedOutput(); err != nil {
+		t.Fatalf("nix copy to the cache: %v: %s", err, out)
+	}
+
+	f := fleettest.Up(t, fleet.Config{
+		Hosts:   []string{"through-daemon", "through-serve", "no-substitute"},
+		NixConf: []string{"substituters = file://" + cache, "require-sigs = false"},
+	})
+	for i, c := range []struct {
+		substitute, noDaemon bool
+	}{{true, false}, {true, true}, {false, false}} {
+		h := f.Hosts[i]
+		t.Run(h.Name, func(t *testing.T) {
+			conn, err := hosts.Dial(ctx, hosts.DialOptions{Name: h.Name, Address: fleet.Address, Port: h.Port, IdentityFile: f.ClientKey, HostKey: h.HostKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			o := opts
+			o.NoDaemon = c.noDaemon
+			b := New(o)
+			tg := &backend.Target{Host: host(h.Name, c.substitute)}
+			for _, err := range append(b.Instantiate(ctx, hosts.Local{}, []*backend.Target{tg}), b.Build(ctx, hosts.Local{}, []*backend.Target{tg})...) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := b.State(ctx, conn, tg); err != nil {
+				t.Fatal(err)
+			}
+			stats, err := b.Push(ctx, hosts.Local{}, conn, tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Activate(ctx, conn, tg, "switch"); err != nil {
+				t.Fatal(err)
+			}
+			if c.substitute && (stats.Paths != 0 || stats.Bytes != 0) {
+				t.Errorf("deploy sent %d paths (%d bytes); the host should have fetched them all from its cache", stats.Paths, stats.Bytes)
+			}
+			if !c.substitute && stats.Paths != len(tg.Closure) {
+				t.Errorf("without substitute deploy sent %d paths, want the whole closure (%d)", stats.Paths, len(tg.Closure))
+			}
+			running, err := hosts.Output(ctx, conn, hosts.Cmd{Argv: []string{"readlink", "/run/current-system"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.TrimSpace(running) != tg.Out {
+				t.Errorf("the host runs %q, want %s", running, tg.Out)
+			}
+			log, _ := os.ReadFile(filepath.Join(h.Dir, "nix-daemon.log"))
+			if used := strings.Contains(string(log), "accepted connection"); used == c.noDaemon {
+				t.Errorf("the host's daemon accepted a connection: %v; want %v", used, !c.noDaemon)
+			}
+		})
+	}
+}
