@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"cuedeploy.dev/cuedeploy/backend/backendtest"
 	"cuedeploy.dev/cuedeploy/backend/rollout"
+	"cuedeploy.dev/cuedeploy/hosts"
 	"cuedeploy.dev/cuedeploy/hosts/fleet"
 	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
 )
@@ -316,6 +318,42 @@ func TestDeployForumOnLocalFleet(t *testing.T) {
 		s3 := state(t, h)
 		if res["forum-2"].Status != rollout.Deployed || s3.current != res["forum-2"].System || s3.profile != res["forum-2"].System {
 			t.Errorf("switch: status %q, state %+v; want the system running and booted", res["forum-2"].Status, s3)
+		}
+	})
+
+	t.Run("live status on a terminal", func(t *testing.T) {
+		// script(1) gives deploy a terminal: the per-host table is drawn and
+		// redrawn in place on it instead of log lines; the summary follows.
+		if _, err := exec.LookPath("script"); err != nil {
+			backendtest.Skip(t, "script(1) (bsdutils) not found")
+		}
+		argv := append([]string{deployBin, "-C", dir}, "-t", "release=live", "--on", "tag:forum", "deploy", "--nix-option", "substituters=")
+		if wrap != nil {
+			argv = wrap(argv...)
+		}
+		cmd := exec.Command("script", "-q", "-e", "-c", hosts.ShellJoin(argv), "/dev/null")
+		cmd.Env = append(os.Environ(), "TERM=xterm")
+		out, err := cmd.CombinedOutput()
+		t.Logf("on a terminal:\n%q", out)
+		if err != nil {
+			t.Fatalf("deploy on a terminal: %v", err)
+		}
+		screen := string(out)
+		for _, want := range []string{"\x1b[2K  forum-1", "\x1b[2K  forum-2", "elapsed", "\x1b[3A", "deployed"} {
+			if !strings.Contains(screen, want) {
+				t.Errorf("the terminal output lacks %q", want)
+			}
+		}
+		for _, phase := range []string{"copy", "activate"} {
+			if !strings.Contains(screen, "forum-1                  "+phase) {
+				t.Errorf("the table never showed forum-1 in phase %s", phase)
+			}
+		}
+		if strings.Contains(screen, "host done") {
+			t.Errorf("log lines on a terminal, where the table replaces them")
+		}
+		if !strings.Contains(screen, "2 hosts: 2 deployed") {
+			t.Errorf("no summary after the table")
 		}
 	})
 
