@@ -159,9 +159,8 @@ func (s *serveSession) failure(err error) error {
 	return err
 }
 
-// num, str and strs write the protocol's values: the framing NARs use.
+// num and strs write the protocol's values: the framing NARs use.
 func (s *serveSession) num(v uint64)     { s.enc.num(v) }
-func (s *serveSession) str(v string)     { s.enc.str(v) }
 func (s *serveSession) strs(vs []string) { s.enc.strs(vs) }
 
 func (s *serveSession) flush() error {
