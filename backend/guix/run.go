@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,7 +91,7 @@ func instantiate(ctx context.Context, local hosts.Executor, t *backend.Target) e
 	if err != nil {
 		return fmt.Errorf("read derivation: %w", err)
 	}
-	outs, err := drvOutputs(text)
+	outs, err := backend.DrvOutputs(text)
 	if err != nil {
 		return fmt.Errorf("read derivation %q: %w", drv, err)
 	}
@@ -127,8 +126,6 @@ func (b *Backend) Build(ctx context.Context, local hosts.Executor, ts []*backend
 	})
 }
 
-var genLink = regexp.MustCompile(`^system-([0-9]+)-link$`)
-
 // State implements backend.Backend.
 func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.Target) (backend.State, error) {
 	out, err := hosts.Output(ctx, remote, hosts.Cmd{Argv: StateArgv()})
@@ -143,11 +140,7 @@ func parseState(out string) (backend.State, error) {
 	if len(lines) != 3 {
 		return backend.State{}, phase(backend.PhaseConnect, fmt.Errorf("read system state: unexpected output %q", out))
 	}
-	s := backend.State{Current: lines[0], Profile: lines[1]}
-	if m := genLink.FindStringSubmatch(lines[2]); m != nil {
-		s.Generation, _ = strconv.Atoi(m[1])
-	}
-	return s, nil
+	return backend.State{Current: lines[0], Profile: lines[1], Generation: backend.Generation(lines[2])}, nil
 }
 
 // counter counts the bytes read through it.

@@ -621,25 +621,7 @@ func readState(ctx context.Context, remote hosts.Executor) (backend.State, error
 
 // stateOf reads the state script's three lines.
 func stateOf(lines [3]string) backend.State {
-	return backend.State{Current: lines[0], Profile: lines[2], Generation: generation(lines[1])}
-}
-
-// generation parses "system-12-link" into 12.
-func generation(link string) int {
-	base := filepath.Base(strings.TrimSpace(link))
-	num, ok := strings.CutPrefix(base, "system-")
-	if !ok {
-		return 0
-	}
-	num, ok = strings.CutSuffix(num, "-link")
-	if !ok {
-		return 0
-	}
-	n, err := strconv.Atoi(num)
-	if err != nil {
-		return 0
-	}
-	return n
+	return backend.State{Current: lines[0], Profile: lines[2], Generation: backend.Generation(lines[1])}
 }
 
 // Push implements backend.Backend.

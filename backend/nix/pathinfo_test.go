@@ -89,28 +89,6 @@ func TestDrvOutputMatchesNix(t *testing.T) {
 	}
 }
 
-func TestParseDrvOutputsRefusesMalformed(t *testing.T) {
-	for _, in := range []string{
-		``,
-		`Derive(`,
-		`Derive([("out","/nix/store/x","","")`,
-		`Derive([("out","/nix/store/x","")],[],`,
-		`Derive([("out","/nix/store/x,"","")],`,
-		`Derive([("out" "/nix/store/x","","")],`,
-	} {
-		if outs, err := parseDrvOutputs([]byte(in)); err == nil {
-			t.Errorf("parseDrvOutputs(%q) = %v, want an error", in, outs)
-		}
-	}
-	outs, err := parseDrvOutputs([]byte(`Derive([("dev","/nix/store/a-x-dev","",""),("out","/nix/store/b-x\"y","","")],[],[]`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := map[string]string{"dev": "/nix/store/a-x-dev", "out": `/nix/store/b-x"y`}; !reflect.DeepEqual(outs, want) {
-		t.Errorf("got %v, want %v", outs, want)
-	}
-}
-
 // TestPathInfoMatchesDumpDB builds a two-path closure and checks that the
 // one nix path-info process gives what nix-store --dump-db records (hash,
 // size, deriver, references), and an order with each path after what it

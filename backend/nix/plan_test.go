@@ -81,14 +81,6 @@ func TestPlanGolden(t *testing.T) {
 	}
 }
 
-func TestGeneration(t *testing.T) {
-	for link, want := range map[string]int{"system-12-link": 12, "/nix/var/nix/profiles/system-1-link": 1, "": 0, "system": 0, "system-x-link": 0} {
-		if got := generation(link); got != want {
-			t.Errorf("generation(%q) = %d, want %d", link, got, want)
-		}
-	}
-}
-
 func TestCheckRejectsArgsOnFlake(t *testing.T) {
 	h := host("web-1", func(h *schema.Host) { h.Nix = &schema.Nix{Flake: ".#web-1", Args: map[string]string{"a": "b"}} })
 	if errs := New(Options{}).Check(h); len(errs) != 1 || errs[0].Path != "nix.args" {
