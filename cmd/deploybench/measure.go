@@ -56,80 +56,17 @@ func runCPU(ctx context.Context, dir string, env []string, argv ...string) (stri
 // clockTick is the kernel's USER_HZ, the unit of /proc/PID/stat's times.
 const clockTick = 100
 
-// remoteCPU is the CPU time everything the hosts' SSH connections ran has
-// used so far: the reaped children's user and system time of each host's
-// listening sshd, which reaps every connection's process when it ends.
+// remoteCPU is the CPU time the fleet's hosts have used so far.
 func remoteCPU(f *fleet.Fleet) (time.Duration, error) {
 	var total time.Duration
 	for _, h := range f.Hosts {
-		// What the host's sshd has reaped (connections and their commands),
-		// and what its live children used and reaped: the host's nix daemon
-		// and the workers it forked for connections.
-		t, err := cpuOf(h.PID, true)
-		if err != nil {
-			return 0, fmt.Errorf("read the CPU time of %q: %w", h.Name, err)
-		}
-		total += t
-		for _, pid := range childrenOf(h.PID) {
-			if t, err := cpuOf(pid, false); err == nil {
-				total += t
-			}
-		}
-	}
-	return total, nil
-}
-
-// cpuOf is the CPU time of pid's reaped children, and with !reapedOnly its
-// own too, from /proc/PID/stat (utime, stime, cutime, cstime are fields 14
-// to 17).
-func cpuOf(pid int, reapedOnly bool) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 15 {
-		return 0, errors.New("short /proc stat")
-	}
-	from := 11
-	if reapedOnly {
-		from = 13
-	}
-	var total time.Duration
-	for _, f := range fields[from:15] {
-		n, err := strconv.ParseInt(f, 10, 64)
+		t, err := h.CPU()
 		if err != nil {
 			return 0, err
 		}
-		total += time.Duration(n) * time.Second / clockTick
+		total += t
 	}
 	return total, nil
-}
-
-// childrenOf lists the live children of pid.
-func childrenOf(pid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range entries {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 func tail(s string, n int) string {

@@ -220,46 +220,30 @@ func stopHost(h Host, p *proc) error {
 
 // inNamespace lists the live (not zombie) processes in mount namespace ns.
 func inNamespace(ns string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	var in []int
+	for _, pid := range pids() {
 		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); err == nil && l == ns && !isZombie(pid) {
-			pids = append(pids, pid)
+			in = append(in, pid)
 		}
 	}
-	return pids
+	return in
 }
 
 // holdingNix lists the live processes outside this process's namespace
 // and outside ns whose /nix is the bind mount of dir/nix.
 func holdingNix(dir, ns string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
 	self := selfNS()
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	var held []int
+	for _, pid := range pids() {
 		l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
 		if err != nil || l == self || l == ns || isZombie(pid) {
 			continue
 		}
-		if held, _ := holdsNix(pid, dir); held {
-			pids = append(pids, pid)
+		if ok, _ := holdsNix(pid, dir); ok {
+			held = append(held, pid)
 		}
 	}
-	return pids
+	return held
 }
 
 // holdsNix reports whether pid's /nix is the bind mount of dir/nix, which
@@ -304,12 +288,81 @@ func isHostSSHD(pid int, config string) bool {
 // isZombie reports whether pid has exited but not been reaped; a machine
 // whose init does not reap keeps those around.
 func isZombie(pid int) bool {
+	f, err := procStat(pid)
+	return err != nil || f[0] == "Z" || f[0] == "X"
+}
+
+// pids lists the processes in /proc.
+func pids() []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name:
+// state first, then ppid, ...; utime, stime, cutime and cstime are
+// [11:15].
+func procStat(pid int) ([]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return true // gone
+		return nil, err
 	}
 	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	return f, nil
+}
+
+// clockTick is the kernel's USER_HZ, the unit of /proc/PID/stat's times.
+const clockTick = 100
+
+// ticks adds up /proc stat time fields.
+func ticks(fields []string) (time.Duration, error) {
+	var total time.Duration
+	for _, f := range fields {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		total += time.Duration(n) * time.Second / clockTick
+	}
+	return total, nil
+}
+
+// CPU is the CPU time the host has used so far: what its sshd has reaped
+// (every connection and its commands), and what its live children (its
+// nix daemon) used and reaped (the daemon's workers).
+func (h Host) CPU() (time.Duration, error) {
+	f, err := procStat(h.PID)
+	if err != nil {
+		return 0, fmt.Errorf("CPU time of host %q: %w", h.Name, err)
+	}
+	total, err := ticks(f[13:15])
+	if err != nil {
+		return 0, fmt.Errorf("CPU time of host %q: %w", h.Name, err)
+	}
+	ppid := strconv.Itoa(h.PID)
+	for _, pid := range pids() {
+		if f, err := procStat(pid); err == nil && f[1] == ppid {
+			if t, err := ticks(f[11:15]); err == nil {
+				total += t
+			}
+		}
+	}
+	return total, nil
 }
 
 func selfNS() string {
