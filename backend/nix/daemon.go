@@ -92,6 +92,8 @@ func openDaemon(ctx context.Context, d unixDialer) (*daemonConn, error) {
 
 func (dc *daemonConn) Close() error { return dc.c.Close() }
 
+func (dc *daemonConn) sentBytes() int64 { return dc.sent.n }
+
 func (dc *daemonConn) hello() error {
 	start := time.Now()
 	dc.enc.num(workerMagic1)

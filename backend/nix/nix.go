@@ -586,9 +586,9 @@ func (b *Backend) release(t *backend.Target) *openCopy {
 	return oc
 }
 
-// missingPaths greets the host's nix-store --serve and returns which of
+// missing greets the host's nix-store --serve and returns which of
 // closure it lacks, in closure order.
-func missingPaths(s *serveSession, closure []string, substitute bool) ([]string, error) {
+func (s *serveSession) missing(closure []string, substitute bool) ([]string, error) {
 	err := s.hello()
 	var valid map[string]bool
 	if err == nil {
@@ -663,10 +663,13 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 		}
 	}
 	if oc != nil && oc.daemon != nil {
-		ok, err := b.copyThroughDaemon(ctx, local, t, oc, closure, &stats)
-		if ok || err != nil {
-			return stats, err
+		// Through the host's daemon, then "go" to the waiting session;
+		// if the daemon fails, nix-store --serve in the same session.
+		missing, err := b.send(ctx, local, oc.daemon, closure, t.Host.Substitute, &stats)
+		if err == nil {
+			return stats, b.activating(t, oc, missing, &stats, "go")
 		}
+		oc.dropDaemon()
 	}
 	if oc == nil {
 		oc = &openCopy{s: startSession(ctx, remote, serveArgv())}
@@ -675,21 +678,10 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 	}
 	s := oc.s
 	s.shows = serveArgv()
-	missing, err := missingPaths(s, closure, t.Host.Substitute)
-	if err != nil {
-		return stats, fmt.Errorf("query the host's store: %w", err)
-	}
-	info, err := b.infoOf(ctx, local, missing)
+	missing, err := b.send(ctx, local, s, closure, t.Host.Substitute, &stats)
 	if err != nil {
 		s.wait()
 		return stats, err
-	}
-	before := s.sent.n
-	err = s.addPaths(missing, info)
-	stats.Bytes += s.sent.n - before
-	if err != nil {
-		s.wait()
-		return stats, fmt.Errorf("add paths: %w", err)
 	}
 	if !oc.activates {
 		if err := s.wait(); err != nil {
@@ -703,22 +695,53 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 	if err := s.closeInput(); err != nil {
 		return stats, err
 	}
-	l, err := s.line()
-	if err == io.EOF {
-		return stats, errors.New("the host's session ended before it activated")
-	}
+	return stats, b.activating(t, oc, missing, &stats, "")
+}
+
+// hostStore is a way into a host's store: its nix daemon or its
+// nix-store --serve.
+type hostStore interface {
+	// missing returns which of closure the host lacks, in closure order,
+	// holding the rest as temporary GC roots.
+	missing(closure []string, substitute bool) ([]string, error)
+	addPaths(paths []string, info map[string]pathInfo) error
+	// sentBytes is what has been written to the host so far.
+	sentBytes() int64
+}
+
+// send copies the paths of closure the host lacks through hs and returns
+// them; stats counts the bytes.
+func (b *Backend) send(ctx context.Context, local hosts.Executor, hs hostStore, closure []string, substitute bool, stats *backend.CopyStats) ([]string, error) {
+	missing, err := hs.missing(closure, substitute)
 	if err != nil {
-		return stats, err
+		return nil, fmt.Errorf("query the host's store: %w", err)
 	}
-	if l != "activate" {
-		s.wait()
-		return stats, fmt.Errorf("unexpected line %q after nix-store --serve", l)
+	info, err := b.infoOf(ctx, local, missing)
+	if err != nil {
+		return nil, err
+	}
+	before := hs.sentBytes()
+	err = hs.addPaths(missing, info)
+	stats.Bytes += hs.sentBytes() - before
+	if err != nil {
+		return nil, fmt.Errorf("add paths: %w", err)
+	}
+	return missing, nil
+}
+
+// activating waits for the session to say "activate" (after say, when
+// set) and leaves it to Activate.
+func (b *Backend) activating(t *backend.Target, oc *openCopy, copied []string, stats *backend.CopyStats, say string) error {
+	s := oc.s
+	if err := s.expect(say, "activate"); err != nil {
+		oc.end()
+		return err
 	}
 	s.shows = switchArgv(t.Out, t.Host.Activation)
-	stats.Paths = len(missing)
+	stats.Paths = len(copied)
 	oc.pushed = true
 	b.keep(t, oc)
-	return stats, nil
+	return nil
 }
 
 // usesDaemon reports whether t's copy tries the host's nix daemon first:
@@ -737,42 +760,6 @@ func daemonStdin(substitute bool) string {
 	}
 	return "add-temp-root " + backend.PlaceClosure + "; " + q + "; add-to-store-nar " + backend.PlaceMissing +
 		" (archives written by deploy); then \"go\" to the waiting session"
-}
-
-// copyThroughDaemon copies the paths the host lacks through its daemon,
-// then tells the waiting session to activate. ok is false, with no error,
-// when the daemon failed before anything was decided: the caller then
-// copies through nix-store --serve in the same session, which says why if
-// it fails too.
-func (b *Backend) copyThroughDaemon(ctx context.Context, local hosts.Executor, t *backend.Target, oc *openCopy, closure []string, stats *backend.CopyStats) (ok bool, err error) {
-	dc := oc.daemon
-	missing, err := dc.missing(closure, t.Host.Substitute)
-	if err != nil {
-		oc.dropDaemon()
-		return false, nil
-	}
-	info, err := b.infoOf(ctx, local, missing)
-	if err != nil {
-		oc.end()
-		return false, err
-	}
-	before := dc.sent.n
-	err = dc.addPaths(missing, info)
-	stats.Bytes += dc.sent.n - before
-	if err != nil {
-		oc.dropDaemon()
-		return false, nil
-	}
-	s := oc.s
-	if err := s.expect("go", "activate"); err != nil {
-		oc.end()
-		return false, err
-	}
-	s.shows = switchArgv(t.Out, t.Host.Activation)
-	stats.Paths = len(missing)
-	oc.pushed = true
-	b.keep(t, oc)
-	return true, nil
 }
 
 // Activate implements backend.Backend.

@@ -99,25 +99,30 @@ func (s *serveSession) line() (string, error) {
 }
 
 // expect writes a line to the script the session runs (before the
-// protocol starts) and reads its answer, which must be want.
+// protocol starts), unless say is "", and reads its answer, which must be
+// want.
 func (s *serveSession) expect(say, want string) error {
-	s.w.WriteString(say + "\n")
-	if err := s.flush(); err != nil {
-		return err
+	if say != "" {
+		s.w.WriteString(say + "\n")
+		if err := s.flush(); err != nil {
+			return err
+		}
 	}
 	l, err := s.line()
 	if err == io.EOF {
-		return fmt.Errorf("the host's session ended instead of answering %q", say)
+		return fmt.Errorf("the host's session ended before it said %q", want)
 	}
 	if err != nil {
 		return err
 	}
 	if l != want {
 		s.wait()
-		return fmt.Errorf("the host's session answered %q to %q, want %q", l, say, want)
+		return fmt.Errorf("the host's session said %q, want %q", l, want)
 	}
 	return nil
 }
+
+func (s *serveSession) sentBytes() int64 { return s.sent.n }
 
 // closeInput flushes and ends the host's standard input.
 func (s *serveSession) closeInput() error {

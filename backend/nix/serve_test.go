@@ -52,7 +52,7 @@ func TestCopyIsCheckedByTheHost(t *testing.T) {
 
 	serve := func(in pathInfo) ([]string, error) {
 		s := startSession(ctx, conn, serveArgv())
-		missing, err := missingPaths(s, []string{path}, false) // greets the host first
+		missing, err := s.missing([]string{path}, false) // greets the host first
 		if err != nil {
 			return nil, err
 		}
