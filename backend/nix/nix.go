@@ -32,6 +32,8 @@ type Backend struct {
 	// open are the sessions State started, waiting for Push, and those
 	// Push left activating, for Activate.
 	open map[*backend.Target]*openCopy
+	// nars keeps the archives several hosts lack, for the run.
+	nars *narCache
 }
 
 // openCopy is a host's session from State on: waiting for the copy until
@@ -63,7 +65,7 @@ func (oc *openCopy) dropDaemon() {
 
 // New returns a Nix backend with run options o.
 func New(o Options) *Backend {
-	return &Backend{opts: o, info: map[string]pathInfo{}, open: map[*backend.Target]*openCopy{}}
+	return &Backend{opts: o, info: map[string]pathInfo{}, open: map[*backend.Target]*openCopy{}, nars: newNARCache()}
 }
 
 // Name implements backend.Backend.
@@ -399,6 +401,7 @@ func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*back
 		}
 		sort.Slice(closure, func(a, b int) bool { return order[closure[a]] < order[closure[b]] })
 		t.Closure = closure
+		b.nars.share(closure)
 	}
 }
 
@@ -653,7 +656,9 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 	var stats backend.CopyStats
 	oc := b.release(t)
 	closure := t.Closure
-	if closure == nil {
+	if closure != nil {
+		defer b.nars.done(closure)
+	} else {
 		var err error
 		if closure, err = hosts.Lines(ctx, local, hosts.Cmd{Argv: b.opts.requisitesArgv([]string{root})}); err != nil {
 			if oc != nil {
@@ -704,7 +709,8 @@ type hostStore interface {
 	// missing returns which of closure the host lacks, in closure order,
 	// holding the rest as temporary GC roots.
 	missing(closure []string, substitute bool) ([]string, error)
-	addPaths(paths []string, info map[string]pathInfo) error
+	// addPaths sends paths, their archives from nars where it has them.
+	addPaths(paths []string, info map[string]pathInfo, nars *narCache) error
 	// sentBytes is what has been written to the host so far.
 	sentBytes() int64
 }
@@ -721,7 +727,7 @@ func (b *Backend) send(ctx context.Context, local hosts.Executor, hs hostStore, 
 		return nil, err
 	}
 	before := hs.sentBytes()
-	err = hs.addPaths(missing, info)
+	err = hs.addPaths(missing, info, b.nars)
 	stats.Bytes += hs.sentBytes() - before
 	if err != nil {
 		return nil, fmt.Errorf("add paths: %w", err)

@@ -255,7 +255,7 @@ type pathInfo struct {
 // serializing each from the local store. It keeps at most a window of
 // bytes unacknowledged; the host checks every archive against its hash
 // before it registers the path.
-func (s *serveSession) addPaths(paths []string, info map[string]pathInfo) error {
+func (s *serveSession) addPaths(paths []string, info map[string]pathInfo, nars *narCache) error {
 	send := func(p string) (int64, error) {
 		in, ok := info[p]
 		if !ok {
@@ -263,6 +263,10 @@ func (s *serveSession) addPaths(paths []string, info map[string]pathInfo) error 
 		}
 		s.num(serveAddToStoreNar)
 		s.enc.record(p, in)
+		if data, ok := nars.get(p, in); ok {
+			s.enc.write(data)
+			return int64(len(data)), s.enc.err
+		}
 		return archive(s.enc, p, in)
 	}
 	ack := func() error {

@@ -16,9 +16,10 @@ import (
 
 // TestCopyIsCheckedByTheHost sends a store path (larger than one frame of
 // the daemon protocol) to a real host, through its nix-store --serve and
-// through its nix daemon: with a wrong NAR hash the host refuses it and
-// the error says so; with the right one the host has it afterwards, and
-// asking again finds nothing missing.
+// through its nix daemon, its archive streamed from the store and from
+// memory (as for a path several hosts lack): with a wrong NAR hash the
+// host refuses it and the error says so; with the right one the host has
+// it afterwards, and asking again finds nothing missing.
 func TestCopyIsCheckedByTheHost(t *testing.T) {
 	if os.Geteuid() != 0 {
 		backendtest.Skip(t, "needs root to add paths to the store")
@@ -50,13 +51,14 @@ func TestCopyIsCheckedByTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	var nars *narCache // nil: from the store
 	serve := func(in pathInfo) ([]string, error) {
 		s := startSession(ctx, conn, serveArgv())
 		missing, err := s.missing([]string{path}, false) // greets the host first
 		if err != nil {
 			return nil, err
 		}
-		if err := s.addPaths(missing, map[string]pathInfo{path: in}); err != nil {
+		if err := s.addPaths(missing, map[string]pathInfo{path: in}, nars); err != nil {
 			s.wait()
 			return missing, err
 		}
@@ -73,7 +75,7 @@ func TestCopyIsCheckedByTheHost(t *testing.T) {
 			return nil, err
 		}
 		before := dc.sent.n
-		if err := dc.addPaths(missing, map[string]pathInfo{path: in}); err != nil {
+		if err := dc.addPaths(missing, map[string]pathInfo{path: in}, nars); err != nil {
 			return missing, err
 		}
 		if len(missing) == 1 {
@@ -85,10 +87,19 @@ func TestCopyIsCheckedByTheHost(t *testing.T) {
 		return missing, nil
 	}
 	for _, c := range []struct {
-		name string
-		copy func(pathInfo) ([]string, error)
-	}{{"serve", serve}, {"daemon", daemon}} {
+		name   string
+		copy   func(pathInfo) ([]string, error)
+		memory bool
+	}{{"serve", serve, false}, {"daemon", daemon, false}, {"serve/memory", serve, true}, {"daemon/memory", daemon, true}} {
 		t.Run(c.name, func(t *testing.T) {
+			nars = nil
+			if c.memory {
+				nars = newNARCache()
+				nars.share([]string{path}, []string{path})
+				if _, ok := nars.get(path, info[path]); !ok {
+					t.Fatalf("the archive of %s, which two hosts lack, is not kept", path)
+				}
+			}
 			bad := info[path]
 			bad.narHash = "sha256:" + strings.Repeat("0", 64)
 			if _, err := c.copy(bad); err == nil || !strings.Contains(err.Error(), "hash mismatch") {
