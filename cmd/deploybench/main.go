@@ -11,6 +11,8 @@
 //     every derivation takes, so both really evaluate and build everything
 //     locally and copy every path.
 //   - The sides alternate which goes first from run to run.
+//   - Every timed command starts with nothing left to write back (sync):
+//     the previous command's store paths do not land in its fsyncs.
 //   - Every fleet it brings up is taken down again, on error and on Ctrl-C
 //     too; only processes it started are ever stopped.
 //
@@ -227,6 +229,9 @@ type measured struct {
 // measure runs argv in dir and reads the fleet's counters around it.
 func measure(ctx context.Context, f *fleet.Fleet, dir string, argv ...string) (measured, error) {
 	var m measured
+	// What the previous command left to write back (tens of MB of store
+	// paths) goes to disk now, not during this one's fsyncs.
+	syscall.Sync()
 	before, err := readCounts(f)
 	if err != nil {
 		return m, err
