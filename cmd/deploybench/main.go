@@ -236,10 +236,6 @@ func measure(ctx context.Context, f *fleet.Fleet, dir string, argv ...string) (m
 	if err != nil {
 		return m, err
 	}
-	rcpu, err := remoteCPU(f)
-	if err != nil {
-		return m, err
-	}
 	busy := machineBusy()
 	m.out, m.took, m.cpu, err = runCPU(ctx, dir, nil, argv...)
 	if err != nil {
@@ -251,11 +247,7 @@ func measure(ctx context.Context, f *fleet.Fleet, dir string, argv ...string) (m
 	if err != nil {
 		return m, err
 	}
-	rcpu2, err := remoteCPU(f)
-	if err != nil {
-		return m, err
-	}
-	m.remoteCPU = rcpu2 - rcpu
+	m.remoteCPU = after.cpu - before.cpu
 	m.conns, m.sessions = sub(after.conns, before.conns), sub(after.sessions, before.sessions)
 	return m, nil
 }

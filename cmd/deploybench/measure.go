@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,18 +56,6 @@ func runCPU(ctx context.Context, dir string, env []string, argv ...string) (stri
 const clockTick = 100
 
 // remoteCPU is the CPU time the fleet's hosts have used so far.
-func remoteCPU(f *fleet.Fleet) (time.Duration, error) {
-	var total time.Duration
-	for _, h := range f.Hosts {
-		t, err := h.CPU()
-		if err != nil {
-			return 0, err
-		}
-		total += t
-	}
-	return total, nil
-}
-
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
@@ -77,26 +64,27 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// counts are per-host counters read from the hosts' sshd logs.
+// counts are what the fleet's hosts have done so far: per host from its
+// sshd log, and the CPU time of all of them.
 type counts struct {
 	conns    map[string]int // SSH connections accepted
 	sessions map[string]int // sessions (one per remote command) started
+	cpu      time.Duration
 }
 
 func readCounts(f *fleet.Fleet) (counts, error) {
 	c := counts{conns: map[string]int{}, sessions: map[string]int{}}
 	for _, h := range f.Hosts {
-		n, err := h.Connections()
+		conns, sessions, err := h.SSHDCounts()
 		if err != nil {
 			return c, err
 		}
-		c.conns[h.Name] = n
-		// sshd logs every session at LogLevel VERBOSE, which the fleet sets.
-		b, err := os.ReadFile(filepath.Join(h.Dir, "sshd.log"))
+		c.conns[h.Name], c.sessions[h.Name] = conns, sessions
+		t, err := h.CPU()
 		if err != nil {
-			return c, fmt.Errorf("count sessions of %q: %w", h.Name, err)
+			return c, err
 		}
-		c.sessions[h.Name] = strings.Count(string(b), "Starting session: ")
+		c.cpu += t
 	}
 	return c, nil
 }

@@ -105,11 +105,19 @@ type Host struct {
 // first brought up (restarts included), from the "Accepted publickey" lines
 // in its log.
 func (h Host) Connections() (int, error) {
+	conns, _, err := h.SSHDCounts()
+	return conns, err
+}
+
+// SSHDCounts reads the host's sshd log once for the connections it has
+// accepted and the sessions (one per remote command) it has started; the
+// fleet's LogLevel VERBOSE logs both.
+func (h Host) SSHDCounts() (conns, sessions int, err error) {
 	b, err := os.ReadFile(h.logFile())
 	if err != nil {
-		return 0, fmt.Errorf("count connections of %q: %w", h.Name, err)
+		return 0, 0, fmt.Errorf("read the sshd log of %q: %w", h.Name, err)
 	}
-	return strings.Count(string(b), "Accepted publickey for "), nil
+	return strings.Count(string(b), "Accepted publickey for "), strings.Count(string(b), "Starting session: "), nil
 }
 
 // Alive reports whether the host's recorded sshd is still running.
