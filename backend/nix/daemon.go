@@ -348,10 +348,7 @@ func (dc *daemonConn) addPaths(paths []string, info map[string]pathInfo, nars *n
 		if dc.enc.err != nil {
 			return 0, dc.enc.err
 		}
-		if data, ok := nars.get(p, in); ok {
-			return int64(len(data)), f.whole(data)
-		}
-		n, err := archive(nw, p, in)
+		n, err := archive(nw, p, in, nars)
 		if err == nil {
 			err = f.close()
 		}
@@ -401,24 +398,6 @@ func (f *framer) emit() error {
 	_, err := f.w.Write(f.buf)
 	f.buf = f.buf[:0]
 	return err
-}
-
-// whole writes data, a whole archive, in frames straight from memory and
-// ends the stream.
-func (f *framer) whole(data []byte) error {
-	var h [8]byte
-	for len(data) > 0 {
-		k := min(len(data), daemonFrame)
-		binary.LittleEndian.PutUint64(h[:], uint64(k))
-		if _, err := f.w.Write(h[:]); err != nil {
-			return err
-		}
-		if _, err := f.w.Write(data[:k]); err != nil {
-			return err
-		}
-		data = data[k:]
-	}
-	return f.close()
 }
 
 func (f *framer) close() error {

@@ -109,7 +109,7 @@ func (c *narCache) forget(p string, e *narEntry) {
 func serialize(p string, in pathInfo) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(int(in.narSize))
-	if _, err := archive(&narWriter{w: &buf}, p, in); err != nil {
+	if _, err := archive(&narWriter{w: &buf}, p, in, nil); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil

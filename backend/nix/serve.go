@@ -263,11 +263,7 @@ func (s *serveSession) addPaths(paths []string, info map[string]pathInfo, nars *
 		}
 		s.num(serveAddToStoreNar)
 		s.enc.record(p, in)
-		if data, ok := nars.get(p, in); ok {
-			s.enc.write(data)
-			return int64(len(data)), s.enc.err
-		}
-		return archive(s.enc, p, in)
+		return archive(s.enc, p, in, nars)
 	}
 	ack := func() error {
 		if err := s.flush(); err != nil {

@@ -150,8 +150,13 @@ func sendWindowed(paths []string, limit int64, send func(p string) (int64, error
 	return nil
 }
 
-// archive writes p's archive with nw and checks its size against in.
-func archive(nw *narWriter, p string, in pathInfo) (int64, error) {
+// archive writes p's archive with nw, from nars when it keeps p (nil:
+// never), and checks its size against in.
+func archive(nw *narWriter, p string, in pathInfo, nars *narCache) (int64, error) {
+	if data, ok := nars.get(p, in); ok {
+		nw.write(data)
+		return int64(len(data)), nw.err
+	}
 	n, err := nw.nar(p)
 	if err != nil {
 		return n, fmt.Errorf("archive %s: %w", p, err)
