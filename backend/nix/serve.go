@@ -24,6 +24,8 @@ const (
 	serveVersion = 2<<8 | 5
 
 	serveQueryValidPaths = 1
+	serveQueryPathInfos  = 2
+	serveQueryClosure    = 7
 	serveAddToStoreNar   = 9
 )
 
@@ -183,6 +185,14 @@ func (s *serveSession) readNum() (uint64, error) {
 	return v, nil
 }
 
+func (s *serveSession) readStr() (string, error) {
+	v, err := readStr(s.out)
+	if err != nil {
+		return "", s.failure(err)
+	}
+	return v, nil
+}
+
 func (s *serveSession) readStrs() ([]string, error) {
 	v, err := readStrs(s.out)
 	if err != nil {
@@ -241,6 +251,65 @@ func (s *serveSession) queryValid(paths []string, lock, substitute bool) (map[st
 		m[p] = true
 	}
 	return m, nil
+}
+
+// queryClosure returns the closure of paths in the store the session
+// serves.
+func (s *serveSession) queryClosure(paths []string) ([]string, error) {
+	s.num(serveQueryClosure)
+	s.num(0) // without the outputs of derivations
+	s.strs(paths)
+	if err := s.flush(); err != nil {
+		return nil, err
+	}
+	return s.readStrs()
+}
+
+// queryPathInfos returns what the store the session serves records of
+// those of paths that are valid there.
+func (s *serveSession) queryPathInfos(paths []string) (map[string]pathInfo, error) {
+	s.num(serveQueryPathInfos)
+	s.strs(paths)
+	if err := s.flush(); err != nil {
+		return nil, err
+	}
+	info := make(map[string]pathInfo, len(paths))
+	for {
+		p, err := s.readStr()
+		if err != nil || p == "" {
+			return info, err
+		}
+		deriver, err := s.readStr()
+		if err != nil {
+			return nil, err
+		}
+		refs, err := s.readStrs()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.readNum(); err != nil { // download size
+			return nil, err
+		}
+		size, err := s.readNum()
+		if err != nil {
+			return nil, err
+		}
+		hash, err := s.readStr()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.readStr(); err != nil { // content address
+			return nil, err
+		}
+		if _, err := s.readStrs(); err != nil { // signatures
+			return nil, err
+		}
+		h, err := sha256Base16(hash)
+		if err != nil {
+			return nil, fmt.Errorf("query path info of %s: %w", p, err)
+		}
+		info[p] = pathInfo{narHash: "sha256:" + h, narSize: int64(size), deriver: deriver, references: refs}
+	}
 }
 
 // pathInfo is what the deployer's store records of a path.
