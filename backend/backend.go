@@ -129,6 +129,16 @@ type FieldError struct {
 	Message string
 }
 
+// EachBuilder is a Backend whose batched build can hand each target on as
+// soon as its own system is built, while the rest still build.
+type EachBuilder interface {
+	// BuildEach does what Build does and calls ready(i, err) once for
+	// every target i, as soon as i's system is built (or its build has
+	// failed); it returns when every target has been handed on. ready may
+	// be called from several goroutines, never twice for one target.
+	BuildEach(ctx context.Context, local hosts.Executor, ts []*Target, ready func(i int, err error))
+}
+
 // Backend is one system kind. Every method that runs commands does so
 // through the executors it is given; methods on one target are called from
 // one goroutine, methods on different targets concurrently.

@@ -120,6 +120,11 @@ func (o Options) requisitesArgv(paths []string) []string {
 	return append(append(argv, "--query", "--requisites"), paths...)
 }
 
+// localServeArgv is the deployer's own store served (see BuildEach).
+func (o Options) localServeArgv() []string {
+	return append(append([]string{"nix-store"}, o.options()...), "--serve")
+}
+
 // serveArgv is the nix process a copy talks to (see serve.go).
 func serveArgv() []string { return []string{"nix-store", "--serve", "--write"} }
 

@@ -10,10 +10,10 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/hosts"
@@ -169,7 +169,11 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: realise, Batch: batchID(len(localDrvs) > 1, "nix-realise")})
 		}
 		s = append(s,
-			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: closures, Batch: batchID(batch, "nix-closures")},
+			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: b.opts.localServeArgv(), Batch: batchID(batch, "nix-closures"),
+				Stdin: "query-valid-paths " + strings.Join(roots, " ") + " (every " + buildPoll.String() + " until the build has ended); " +
+					"query-closure, query-path-infos of the systems built"},
+			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: closures, Batch: batchID(batch, "nix-path-info"),
+				When: "the local nix-store --serve fails"},
 			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateServeArgv(goal, out, t.Host.Build != "target")})
 		when := "the host does not run " + out + " for " + goal
 		serveWhen := when
@@ -292,33 +296,106 @@ func (b *Backend) evaluate(ctx context.Context, local hosts.Executor, g *evalGro
 	return drvs, nil
 }
 
-// Build implements backend.Backend: one realise over every locally built
-// system, so shared derivations are built once.
+// Build implements backend.Backend: BuildEach, waited for.
 func (b *Backend) Build(ctx context.Context, local hosts.Executor, ts []*backend.Target) []error {
 	errs := make([]error, len(ts))
+	b.BuildEach(ctx, local, ts, func(i int, err error) { errs[i] = err })
+	return errs
+}
+
+const (
+	// buildPoll is how often BuildEach asks which systems are built yet.
+	buildPoll = 250 * time.Millisecond
+	// handAfter is how long a built system waits for the rest of its
+	// batch before its host goes on alone (see BuildEach).
+	handAfter = 5 * time.Second
+)
+
+// BuildEach implements backend.EachBuilder. It runs one realise over every
+// locally built system, so shared derivations are built once, and keeps GC
+// roots for them. Meanwhile a local nix-store --serve answers, every
+// buildPoll, which of the systems are valid yet, and gives their closures
+// with what the store records of each path (what nix path-info would).
+//
+// A host is handed on when its system is built and the batch has ended,
+// or once its system has been built for handAfter while the batch goes on:
+// one slow system does not hold back the others' copies, but a batch that
+// ends within seconds is not slowed by copies competing with it for the
+// deployer's CPU and disk (and, on a local test fleet, the hosts'). A host
+// that builds its own system needs only the closure of its derivation and
+// is handed on at once. If the session fails, whatever is left is handed
+// on when the realise has ended, with one nix path-info for all.
+func (b *Backend) BuildEach(ctx context.Context, local hosts.Executor, ts []*backend.Target, ready func(i int, err error)) {
+	if len(ts) == 0 {
+		return
+	}
 	var drvs []string
-	var idx []int
-	for i, t := range ts {
+	for _, t := range ts {
 		if t.Host.Build != "target" {
 			drvs = append(drvs, t.Drv)
-			idx = append(idx, i)
 		}
-	}
-	if len(drvs) == 0 {
-		return errs
 	}
 	var stderr bytes.Buffer
-	realiseErr := local.Run(ctx, hosts.Cmd{Argv: b.opts.realiseArgv(drvs), Stderr: &stderr})
+	realised := make(chan error, 1)
+	if len(drvs) == 0 {
+		realised <- nil
+	} else {
+		go func() {
+			realised <- local.Run(ctx, hosts.Cmd{Argv: b.opts.realiseArgv(drvs), Stderr: &stderr})
+		}()
+	}
+
+	w := &buildWatch{b: b, ts: ts, ready: ready, validSince: map[int]time.Time{}}
+	for i := range ts {
+		w.pending = append(w.pending, i)
+	}
+	// Paths handed on while the batch runs are held in the archive cache
+	// until it ends: hosts still building may need them too.
+	defer func() { b.nars.done(w.held) }()
+	s := startSession(ctx, local, b.opts.localServeArgv())
+	defer s.wait()
+	watching := s.hello() == nil
+	tick := time.NewTicker(buildPoll)
+	defer tick.Stop()
+	var realiseErr error
+	for over := false; ; {
+		if watching && w.poll(s, over) != nil {
+			watching = false
+		}
+		if over || len(w.pending) == 0 && len(drvs) == 0 {
+			break
+		}
+		select {
+		case realiseErr = <-realised:
+			over = true
+		case <-tick.C:
+		}
+	}
+	if len(w.pending) == 0 {
+		return
+	}
+	b.finishBuild(ctx, local, ts, w.pending, realiseErr, stderr.String(), ready)
+}
+
+// finishBuild hands on, after the realise has ended, the targets in
+// pending: an error for those whose system was not built; the others with
+// their GC roots and closures, from one nix path-info.
+func (b *Backend) finishBuild(ctx context.Context, local hosts.Executor, ts []*backend.Target, pending []int, realiseErr error, stderr string, ready func(int, error)) {
+	errs := make([]error, len(ts))
+	var built []int
+	for _, i := range pending {
+		if ts[i].Host.Build != "target" {
+			built = append(built, i)
+		}
+	}
 	if realiseErr != nil && ctx.Err() != nil {
-		for _, i := range idx {
+		for _, i := range built {
 			errs[i] = realiseErr
 		}
-		return errs
-	}
-	if realiseErr != nil {
+	} else if realiseErr != nil {
 		// With --keep-going the others are built: find out which are not.
 		var outs []string
-		for _, i := range idx {
+		for _, i := range built {
 			outs = append(outs, ts[i].Out)
 		}
 		invalid, err := hosts.Lines(ctx, local, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(outs))})
@@ -329,33 +406,153 @@ func (b *Backend) Build(ctx context.Context, local hosts.Executor, ts []*backend
 		for _, p := range invalid {
 			bad[p] = true
 		}
-		for _, i := range idx {
+		for _, i := range built {
 			if bad[ts[i].Out] {
-				errs[i] = fmt.Errorf("build %s: %w", ts[i].Drv, buildError(realiseErr, stderr.String(), ts[i].Drv))
+				errs[i] = fmt.Errorf("build %s: %w", ts[i].Drv, buildError(realiseErr, stderr, ts[i].Drv))
 			}
 		}
 	}
-	for _, i := range idx {
+	for _, i := range built {
 		if errs[i] == nil {
-			if err := b.addRoot(ts[i]); err != nil {
-				errs[i] = err
-			}
+			errs[i] = b.addRoot(ts[i])
 		}
 	}
-	b.closures(ctx, local, ts, errs)
-	return errs
+	b.closures(ctx, local, ts, pending, errs)
+	for _, i := range pending {
+		ready(i, errs[i])
+	}
 }
 
-// closures sets the Closure of every target without an error, with one
-// process for all of them: nix path-info over the union of the closures
-// gives every path's hash, size and references, from which each target's
-// own closure is cut, in dependency order. A failure leaves Closure unset;
-// Push then asks per host.
-func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*backend.Target, errs []error) {
+// buildWatch is BuildEach's view of which targets are built.
+type buildWatch struct {
+	b     *Backend
+	ts    []*backend.Target
+	ready func(int, error)
+	// pending are the targets not handed on yet; validSince says since
+	// when those known to be built are.
+	pending    []int
+	validSince map[int]time.Time
+	held       []string
+}
+
+// poll asks s which pending closure roots are valid and hands on those
+// that are due (all of them once the batch is over), with their closures.
+func (w *buildWatch) poll(s *serveSession, over bool) error {
+	now := time.Now()
+	var ask []string
+	for _, i := range w.pending {
+		if _, ok := w.validSince[i]; !ok {
+			ask = append(ask, closureRoot(w.ts[i]))
+		}
+	}
+	if len(ask) > 0 {
+		valid, err := s.queryValid(ask, false, false)
+		if err != nil {
+			return err
+		}
+		for _, i := range w.pending {
+			if _, ok := w.validSince[i]; !ok && valid[closureRoot(w.ts[i])] {
+				w.validSince[i] = now
+			}
+		}
+	}
+	var due, left []int
+	for _, i := range w.pending {
+		since, ok := w.validSince[i]
+		if ok && (over || w.ts[i].Host.Build == "target" || now.Sub(since) >= handAfter) {
+			due = append(due, i)
+		} else {
+			left = append(left, i)
+		}
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	if err := w.learn(s, due, over); err != nil {
+		return err
+	}
+	for _, i := range due {
+		t := w.ts[i]
+		var err error
+		if t.Host.Build != "target" {
+			err = w.b.addRoot(t)
+		}
+		if err == nil {
+			t.Closure = w.b.closureOf(closureRoot(t))
+			w.b.nars.share(t.Closure)
+		}
+		w.ready(i, err)
+	}
+	w.pending = left
+	return nil
+}
+
+// learn asks s for the closures of the due targets and records what the
+// store says of the paths not known yet; while the batch is not over they
+// are held in the archive cache.
+func (w *buildWatch) learn(s *serveSession, due []int, over bool) error {
+	roots := make([]string, len(due))
+	for k, i := range due {
+		roots[k] = closureRoot(w.ts[i])
+	}
+	closure, err := s.queryClosure(roots)
+	if err != nil {
+		return err
+	}
+	var unknown []string
+	w.b.mu.Lock()
+	for _, p := range closure {
+		if _, ok := w.b.info[p]; !ok {
+			unknown = append(unknown, p)
+		}
+	}
+	w.b.mu.Unlock()
+	info, err := s.queryPathInfos(unknown)
+	if err != nil {
+		return err
+	}
+	for _, p := range unknown {
+		if in, ok := info[p]; !ok || in.narSize == 0 {
+			return fmt.Errorf("the local store has no record of %s", p)
+		}
+	}
+	w.b.remember(info)
+	if !over {
+		w.b.nars.share(unknown)
+		w.held = append(w.held, unknown...)
+	}
+	return nil
+}
+
+// closureOf cuts root's closure, in dependency order, from what info
+// records.
+func (b *Backend) closureOf(root string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sub := map[string]pathInfo{}
+	stack := []string{root}
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if _, seen := sub[p]; seen {
+			continue
+		}
+		sub[p] = b.info[p]
+		stack = append(stack, b.info[p].references...)
+	}
+	return dependencyOrder(sub)
+}
+
+// closures sets the Closure of the targets in idx without an error, with
+// one process for all of them: nix path-info over the union of the
+// closures gives every path's hash, size and references, from which each
+// target's own closure is cut, in dependency order. A failure leaves
+// Closure unset; Push then asks per host.
+func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*backend.Target, idx []int, errs []error) {
 	var roots []string
-	for i, t := range ts {
+	for _, i := range idx {
 		if errs[i] == nil {
-			roots = append(roots, closureRoot(t))
+			roots = append(roots, closureRoot(ts[i]))
 		}
 	}
 	if len(roots) == 0 {
@@ -375,33 +572,11 @@ func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*back
 		}
 	}
 	b.remember(info)
-	union := dependencyOrder(info)
-	order := make(map[string]int, len(union))
-	for i, p := range union {
-		order[p] = i
-	}
-	for i, t := range ts {
-		if errs[i] != nil {
-			continue
+	for _, i := range idx {
+		if errs[i] == nil {
+			ts[i].Closure = b.closureOf(closureRoot(ts[i]))
+			b.nars.share(ts[i].Closure)
 		}
-		seen := map[string]bool{}
-		stack := []string{closureRoot(t)}
-		for len(stack) > 0 {
-			p := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if seen[p] {
-				continue
-			}
-			seen[p] = true
-			stack = append(stack, info[p].references...)
-		}
-		closure := make([]string, 0, len(seen))
-		for p := range seen {
-			closure = append(closure, p)
-		}
-		sort.Slice(closure, func(a, b int) bool { return order[closure[a]] < order[closure[b]] })
-		t.Closure = closure
-		b.nars.share(closure)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/backend/backendtest"
 	"cuedeploy.dev/cuedeploy/hosts"
+	"cuedeploy.dev/cuedeploy/schema"
 )
 
 // needNix skips (fails under CI) without a nix store this test may write.
@@ -159,5 +162,102 @@ func TestParsePathInfoForms(t *testing.T) {
 	}
 	if _, err := parsePathInfo(`{"/nix/store/a-x":null}`); err == nil {
 		t.Error("an invalid path in the object form: no error")
+	}
+}
+
+// TestBuildEachKnowsWhatPathInfoKnows builds, in one batch, a system that
+// builds, one that does not and one a host would build itself. What the
+// local nix-store --serve said of the built closure while the batch ran
+// (hashes in base32 there) is what nix path-info records; each target is
+// handed on once, the broken one with the build's error, the host-built
+// one with its derivation's closure; the built system has its GC root.
+// The session's queries, asked directly, give the same.
+func TestBuildEachKnowsWhatPathInfoKnows(t *testing.T) {
+	needNix(t)
+	file := twoPaths(t)
+	broken := filepath.Join(t.TempDir(), "broken.nix")
+	if err := os.WriteFile(broken, []byte(`derivation { name = "pathinfo-broken"; salt = "`+filepath.Base(file)+`"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo this system does not build >&2; exit 1" ]; }`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	drvs := nixLines(t, "nix-instantiate", "--option", "substituters", "", file, "-A", "app", "-A", "lib")
+	brokenDrv := nixLines(t, "nix-instantiate", broken)[0]
+	var ts []*backend.Target
+	for i, d := range []string{drvs[0], brokenDrv, drvs[1]} {
+		out, err := drvOutput(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		build := "local"
+		if i == 2 {
+			build = "target"
+		}
+		ts = append(ts, &backend.Target{Host: &schema.Host{Name: fmt.Sprintf("h%d", i), Build: build}, Deployment: "pathinfo", Drv: d, Out: out})
+	}
+	roots := t.TempDir()
+	b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: roots})
+	handed := map[int]int{}
+	errs := map[int]error{}
+	b.BuildEach(context.Background(), hosts.Local{}, ts, func(i int, err error) {
+		handed[i]++
+		errs[i] = err
+	})
+	if !reflect.DeepEqual(handed, map[int]int{0: 1, 1: 1, 2: 1}) {
+		t.Fatalf("targets handed on %v times, want each once", handed)
+	}
+	if errs[0] != nil || errs[2] != nil {
+		t.Errorf("errors %v, want none for the system that builds and the host-built one", errs)
+	}
+	if errs[1] == nil || !strings.Contains(errs[1].Error(), "pathinfo-broken") {
+		t.Errorf("the broken system's error is %v, want one naming its derivation", errs[1])
+	}
+
+	out, err := hosts.Output(context.Background(), hosts.Local{}, hosts.Cmd{Argv: b.opts.pathInfoArgv([]string{ts[0].Out})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := parsePathInfo(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != 2 {
+		t.Fatalf("nix path-info: %d paths in the closure of %s, want app and lib", len(want), ts[0].Out)
+	}
+	for p, in := range want {
+		if got := b.info[p]; !reflect.DeepEqual(got, in) {
+			t.Errorf("%s: the session said %+v, nix path-info records %+v", p, got, in)
+		}
+	}
+	// The session's own answers, as BuildEach asks them; a path that is
+	// not valid is left out.
+	s := startSession(context.Background(), hosts.Local{}, b.opts.localServeArgv())
+	defer s.wait()
+	if err := s.hello(); err != nil {
+		t.Fatal(err)
+	}
+	closure, err := s.queryClosure([]string{ts[0].Out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(closure) != len(want) {
+		t.Errorf("query-closure %v, want the %d paths nix path-info has", closure, len(want))
+	}
+	got, err := s.queryPathInfos(append(closure, ts[1].Out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("query-path-infos gives\n%+v\nnix path-info records\n%+v", got, want)
+	}
+	if !reflect.DeepEqual(ts[0].Closure, dependencyOrder(want)) {
+		t.Errorf("closure %v, want %v (dependencies first)", ts[0].Closure, dependencyOrder(want))
+	}
+	if drvClosure := nixLines(t, "nix-store", "--query", "--requisites", ts[2].Drv); len(ts[2].Closure) != len(drvClosure) || ts[2].Closure[len(ts[2].Closure)-1] != ts[2].Drv {
+		t.Errorf("host-built closure %v, want the %d paths of its derivation's closure, the derivation last", ts[2].Closure, len(drvClosure))
+	}
+	if link, err := os.Readlink(filepath.Join(roots, "pathinfo", "h0")); err != nil || link != ts[0].Out {
+		t.Errorf("GC root of h0 points at %q (%v), want %s", link, err, ts[0].Out)
+	}
+	if _, err := os.Lstat(filepath.Join(roots, "pathinfo", "h1")); err == nil {
+		t.Error("the broken system has a GC root")
 	}
 }

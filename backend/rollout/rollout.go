@@ -189,10 +189,15 @@ func Run(ctx context.Context, req Request) []Result {
 	evalErrs := make([]error, len(ts))
 	buildErrs := make([]error, len(ts))
 	evaluated, built := make(chan struct{}), make(chan struct{})
+	// ready[i] is closed once target i's build is over (buildErrs[i] set).
+	ready := make([]chan struct{}, len(ts))
+	for i := range ready {
+		ready[i] = make(chan struct{})
+	}
 	go func() {
 		copy(evalErrs, Instantiate(ctx, req.Local, ts, req.Backends))
 		close(evaluated)
-		build(ctx, req, ts, evalErrs, buildErrs, obs)
+		build(ctx, req, ts, evalErrs, buildErrs, ready)
 		close(built)
 	}()
 
@@ -251,7 +256,7 @@ func Run(ctx context.Context, req Request) []Result {
 				}
 			}
 			h := hostRun{req: req, b: req.Backends[t.Host.Backend()], t: t, r: r, obs: obs,
-				evaluated: wait(evaluated, evalErrs), built: wait(built, buildErrs),
+				evaluated: wait(evaluated, evalErrs), built: wait(ready[i], buildErrs),
 				work: func() (func(), error) {
 					select {
 					case workSem <- struct{}{}:
@@ -273,8 +278,18 @@ func Run(ctx context.Context, req Request) []Result {
 }
 
 // build runs one batched build per backend over every evaluated system,
-// the backends concurrently, and records each target's error.
-func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, buildErrs []error, obs Observer) {
+// the backends concurrently, and records each target's error; ready[i] is
+// closed when target i's build is over: as soon as its own system is
+// built with a backend that can tell (backend.EachBuilder), else when its
+// backend's batch is.
+func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, buildErrs []error, ready []chan struct{}) {
+	once := make([]sync.Once, len(ts))
+	over := func(i int) { once[i].Do(func() { close(ready[i]) }) }
+	defer func() {
+		for i := range ts {
+			over(i) // targets no backend took
+		}
+	}()
 	gs, _ := groups(ts, req.Backends)
 	var wg sync.WaitGroup
 	for _, g := range gs {
@@ -284,6 +299,8 @@ func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, bui
 			if evalErrs[g.idx[k]] == nil {
 				live = append(live, t)
 				idx = append(idx, g.idx[k])
+			} else {
+				over(g.idx[k])
 			}
 		}
 		if len(live) == 0 {
@@ -292,8 +309,16 @@ func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, bui
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if eb, ok := g.b.(backend.EachBuilder); ok {
+				eb.BuildEach(ctx, req.Local, live, func(k int, err error) {
+					buildErrs[idx[k]] = err
+					over(idx[k])
+				})
+				return
+			}
 			for k, err := range g.b.Build(ctx, req.Local, live) {
 				buildErrs[idx[k]] = err
+				over(idx[k])
 			}
 		}()
 	}

@@ -275,3 +275,64 @@ func TestBuildOnlyTouchesNoHost(t *testing.T) {
 		}
 	}
 }
+
+// eachBuilder is a fakeBackend whose batch hands each target on as soon as
+// it is built: h01 at once, h02 only when release is closed.
+type eachBuilder struct {
+	*fakeBackend
+	release chan struct{}
+	pushed  chan string
+}
+
+func (e *eachBuilder) BuildEach(_ context.Context, _ hosts.Executor, ts []*backend.Target, ready func(int, error)) {
+	e.record(fmt.Sprintf("build %d", len(ts)))
+	for i, t := range ts {
+		if t.Host.Name == "h01" {
+			ready(i, nil)
+		}
+	}
+	<-e.release
+	for i, t := range ts {
+		if t.Host.Name != "h01" {
+			var err error
+			if e.failBuild[t.Host.Name] {
+				err = errors.New("build broke")
+			}
+			ready(i, err)
+		}
+	}
+}
+
+func (e *eachBuilder) Push(ctx context.Context, local, remote hosts.Executor, t *backend.Target) (backend.CopyStats, error) {
+	e.pushed <- t.Host.Name
+	return e.fakeBackend.Push(ctx, local, remote, t)
+}
+
+func TestBuiltHostGoesOnWhileOthersBuild(t *testing.T) {
+	e := &eachBuilder{fakeBackend: &fakeBackend{failBuild: map[string]bool{"h03": true}}, release: make(chan struct{}), pushed: make(chan string, 3)}
+	req := request(e.fakeBackend, 3)
+	req.Backends = map[string]backend.Backend{"nix": e}
+	done := make(chan []Result)
+	go func() { done <- Run(context.Background(), req) }()
+	select {
+	case h := <-e.pushed:
+		if h != "h01" {
+			t.Fatalf("%s copied while the batch still built it", h)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("h01, built, did not copy while the others still built")
+	}
+	close(e.release)
+	rs := byHost(<-done)
+	for h, want := range map[string]Status{"h01": Deployed, "h02": Deployed, "h03": Failed} {
+		if rs[h].Status != want {
+			t.Errorf("%s: %s (%s), want %s", h, rs[h].Status, rs[h].Error, want)
+		}
+	}
+	if rs["h03"].Phase != backend.PhaseBuild || !strings.Contains(rs["h03"].Error, "build broke") {
+		t.Errorf("h03 failed in %q with %q, want the build's error", rs["h03"].Phase, rs["h03"].Error)
+	}
+	if got := strings.Join(e.calls, ","); got != "instantiate 3,build 3" {
+		t.Errorf("calls %v, want one batched instantiate and one batched build", got)
+	}
+}

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -479,4 +481,68 @@ func equalCounts(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// TestSlowSystemDoesNotHoldBackOthers builds two systems in one batch, one
+// of them slow: the host whose system is built goes on (copy, activation)
+// while the other system still builds, instead of waiting for the batch.
+func TestSlowSystemDoesNotHoldBackOthers(t *testing.T) {
+	f := fleettest.Up(t, fleet.Config{Hosts: []string{"quick", "slow"}})
+	const slowBuild = 10 * time.Second
+	dir := t.TempDir()
+	systems := `{ salt }:
+let
+  system = name: pause: derivation {
+    name = "nixos-system-${name}";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    PATH = "/usr/bin:/bin";
+    inherit salt;
+    args = [ "-c" ''
+      sleep ${pause}
+      mkdir -p $out/bin
+      printf '#!/bin/sh\nln -sfn %s /run/current-system\n' $out > $out/bin/switch-to-configuration
+      chmod +x $out/bin/switch-to-configuration
+    '' ];
+  };
+in {
+  quick = system "quick" "0";
+  slow = system "slow" "` + fmt.Sprint(slowBuild.Seconds()) + `";
+}
+`
+	dep := `package pace
+
+name: "pace-test"
+_salt: string @tag(salt)
+hosts: [Name=string]: nix: {file: "systems.nix", attribute: Name, args: salt: _salt}
+`
+	src, err := f.CUE("pace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"systems.nix": systems, "deployment.cue": dep, "localfleet.cue": string(src)} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, res := deployJSONRun(t, dir, "-t", "salt="+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0", r.code)
+	}
+	quick, slow := res["quick"], res["slow"]
+	for _, h := range []string{"quick", "slow"} {
+		if res[h].Status != rollout.Deployed {
+			t.Fatalf("%s: %+v, want deployed", h, res[h])
+		}
+		if s := state(t, host(t, f, h)); s.current != res[h].System {
+			t.Errorf("%s runs %q, want %q", h, s.current, res[h].System)
+		}
+	}
+	took := func(r rollout.Result) time.Duration { return time.Duration(r.DurationMS) * time.Millisecond }
+	if took(slow) < slowBuild {
+		t.Fatalf("slow took %s, less than its build alone (%s): the test proves nothing", took(slow), slowBuild)
+	}
+	if took(quick) > took(slow)-slowBuild/4 {
+		t.Errorf("quick took %s and slow %s: quick, built at once, waited for slow's build", took(quick), took(slow))
+	}
 }
