@@ -281,7 +281,9 @@ func Run(ctx context.Context, req Request) []Result {
 // the backends concurrently, and records each target's error; ready[i] is
 // closed when target i's build is over: as soon as its own system is
 // built with a backend that can tell (backend.EachBuilder), else when its
-// backend's batch is.
+// backend's batch is. Under FailFast every host waits for its batch: a
+// failed build is known only when the batch ends, and it is to stop the
+// run before other hosts go on.
 func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, buildErrs []error, ready []chan struct{}) {
 	once := make([]sync.Once, len(ts))
 	over := func(i int) { once[i].Do(func() { close(ready[i]) }) }
@@ -309,7 +311,7 @@ func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, bui
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if eb, ok := g.b.(backend.EachBuilder); ok {
+			if eb, ok := g.b.(backend.EachBuilder); ok && !req.FailFast {
 				eb.BuildEach(ctx, req.Local, live, func(k int, err error) {
 					buildErrs[idx[k]] = err
 					over(idx[k])

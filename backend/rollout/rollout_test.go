@@ -303,6 +303,12 @@ func (e *eachBuilder) BuildEach(_ context.Context, _ hosts.Executor, ts []*backe
 	}
 }
 
+// Build, the batch waited for whole, hands nothing on before release.
+func (e *eachBuilder) Build(ctx context.Context, local hosts.Executor, ts []*backend.Target) []error {
+	<-e.release
+	return e.fakeBackend.Build(ctx, local, ts)
+}
+
 func (e *eachBuilder) Push(ctx context.Context, local, remote hosts.Executor, t *backend.Target) (backend.CopyStats, error) {
 	e.pushed <- t.Host.Name
 	return e.fakeBackend.Push(ctx, local, remote, t)
@@ -334,5 +340,26 @@ func TestBuiltHostGoesOnWhileOthersBuild(t *testing.T) {
 	}
 	if got := strings.Join(e.calls, ","); got != "instantiate 3,build 3" {
 		t.Errorf("calls %v, want one batched instantiate and one batched build", got)
+	}
+}
+
+// TestFailFastWaitsForTheWholeBatch: under --fail-fast no host goes on
+// before the batch has ended, since a failed build is known only then.
+func TestFailFastWaitsForTheWholeBatch(t *testing.T) {
+	e := &eachBuilder{fakeBackend: &fakeBackend{failBuild: map[string]bool{"h03": true}}, release: make(chan struct{}), pushed: make(chan string, 3)}
+	req := request(e.fakeBackend, 3)
+	req.Backends = map[string]backend.Backend{"nix": e}
+	req.FailFast = true
+	done := make(chan []Result)
+	go func() { done <- Run(context.Background(), req) }()
+	select {
+	case h := <-e.pushed:
+		t.Fatalf("%s copied under --fail-fast before the batch ended", h)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(e.release)
+	rs := byHost(<-done)
+	if rs["h03"].Status != Failed || rs["h03"].Phase != backend.PhaseBuild {
+		t.Errorf("h03: %s in %s, want failed in build", rs["h03"].Status, rs["h03"].Phase)
 	}
 }

@@ -22,7 +22,7 @@ type runFlags struct {
 	overrides
 	connection
 	Parallel int           `name:"parallel" short:"j" default:"10" help:"Hosts copied and activated at once; twice as many connect and read their state ahead of their turn."`
-	FailFast bool          `name:"fail-fast" help:"Stop every other host when one fails."`
+	FailFast bool          `name:"fail-fast" help:"Stop every other host when one fails. Hosts then wait for the whole batch build before they go on, so that a failed build stops the run first."`
 	Timeout  time.Duration `name:"timeout" default:"30m" help:"Bound each host's whole deploy (a host's own timeout wins)."`
 	JSON     bool          `name:"json" help:"Print results as JSON."`
 }
