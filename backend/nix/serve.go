@@ -135,11 +135,16 @@ func (s *serveSession) closeInput() error {
 	return nil
 }
 
-// wait closes the host's standard input and returns how the command ended.
+// wait closes the host's standard input, drops what the command still
+// writes and returns how it ended.
 func (s *serveSession) wait() error {
 	if !s.ended {
 		s.w.Flush()
 		s.in.Close()
+		// Whatever the command still writes is not read any more (a
+		// reply cut short by an error): drop it, or the command would
+		// block writing and never end.
+		go io.Copy(io.Discard, s.outPipe)
 		s.result = <-s.done
 		s.ended = true
 		s.outPipe.Close()

@@ -2,11 +2,13 @@ package nix
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"cuedeploy.dev/cuedeploy/backend/backendtest"
 	"cuedeploy.dev/cuedeploy/hosts"
@@ -120,5 +122,22 @@ func TestCopyIsCheckedByTheHost(t *testing.T) {
 				t.Fatalf("delete %s on the host: %v: %s", path, err, out)
 			}
 		})
+	}
+}
+
+// TestWaitDropsUnreadOutput: a session whose output is not read to the end
+// (a reply cut short by an error) still ends, with the command's status.
+func TestWaitDropsUnreadOutput(t *testing.T) {
+	s := startSession(context.Background(), hosts.Local{}, []string{"sh", "-c", "head -c 1000000 /dev/zero; exit 3"})
+	ended := make(chan error, 1)
+	go func() { ended <- s.wait() }()
+	select {
+	case err := <-ended:
+		var ee *hosts.ExitError
+		if !errors.As(err, &ee) || ee.Code != 3 {
+			t.Errorf("wait: %v, want the command's exit status 3", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("wait hangs on output nobody reads")
 	}
 }
