@@ -194,10 +194,12 @@ func Run(ctx context.Context, req Request) []Result {
 	for i := range ready {
 		ready[i] = make(chan struct{})
 	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
 		copy(evalErrs, Instantiate(ctx, req.Local, ts, req.Backends))
 		close(evaluated)
-		build(ctx, req, ts, evalErrs, buildErrs, ready)
+		build(ctx, req, ts, evalErrs, buildErrs, ready, cancel)
 		close(built)
 	}()
 
@@ -222,8 +224,6 @@ func Run(ctx context.Context, req Request) []Result {
 		return finish(results)
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// Twice as many hosts as may work at once connect and read their state
 	// ahead: while the deployer builds, and while other hosts copy and
 	// activate, the next ones are ready.
@@ -247,6 +247,11 @@ func Run(ctx context.Context, req Request) []Result {
 			hostStart := time.Now()
 			wait := func(ch <-chan struct{}, errs []error) func() error {
 				return func() error {
+					select {
+					case <-ch: // over before the run was cancelled: its own error
+						return errs[i]
+					default:
+					}
 					select {
 					case <-ch:
 						return errs[i]
@@ -281,17 +286,23 @@ func Run(ctx context.Context, req Request) []Result {
 // the backends concurrently, and records each target's error; ready[i] is
 // closed when target i's build is over: as soon as its own system is
 // built with a backend that can tell (backend.EachBuilder), else when its
-// backend's batch is. Under FailFast every host waits for its batch: a
-// failed build is known only when the batch ends, and it is to stop the
-// run before other hosts go on.
-func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, buildErrs []error, ready []chan struct{}) {
+// backend's batch is.
+//
+// Under FailFast every host waits until all batches have ended (a failed
+// build is known only then): the hosts whose build failed are let go
+// first, then stop cancels the run, then the others see it cancelled.
+func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, buildErrs []error, ready []chan struct{}, stop func()) {
 	once := make([]sync.Once, len(ts))
 	over := func(i int) { once[i].Do(func() { close(ready[i]) }) }
 	defer func() {
 		for i := range ts {
-			over(i) // targets no backend took
+			over(i) // targets no backend took, or held under FailFast
 		}
 	}()
+	done := over
+	if req.FailFast {
+		done = func(int) {}
+	}
 	gs, _ := groups(ts, req.Backends)
 	var wg sync.WaitGroup
 	for _, g := range gs {
@@ -314,17 +325,30 @@ func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, bui
 			if eb, ok := g.b.(backend.EachBuilder); ok && !req.FailFast {
 				eb.BuildEach(ctx, req.Local, live, func(k int, err error) {
 					buildErrs[idx[k]] = err
-					over(idx[k])
+					done(idx[k])
 				})
 				return
 			}
 			for k, err := range g.b.Build(ctx, req.Local, live) {
 				buildErrs[idx[k]] = err
-				over(idx[k])
+				done(idx[k])
 			}
 		}()
 	}
 	wg.Wait()
+	if !req.FailFast {
+		return
+	}
+	failed := false
+	for i, err := range buildErrs {
+		if err != nil {
+			failed = true
+			over(i)
+		}
+	}
+	if failed {
+		stop()
+	}
 }
 
 // setFailed records err as r's failure in phase, unless err names its own.
@@ -436,7 +460,13 @@ func (h *hostRun) pipeline(base context.Context) {
 	}
 	if err := h.built(); err != nil {
 		r.Phase = backend.PhaseBuild
-		failed(err)
+		if errors.Is(err, context.Canceled) {
+			failed(err)
+		} else {
+			// Its own build failed: it may be what cancelled the run
+			// (--fail-fast), but it is not cancelled itself.
+			setFailed(r, r.Phase, err)
+		}
 		return
 	}
 	goal := t.Host.Activation

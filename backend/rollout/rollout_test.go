@@ -344,7 +344,8 @@ func TestBuiltHostGoesOnWhileOthersBuild(t *testing.T) {
 }
 
 // TestFailFastWaitsForTheWholeBatch: under --fail-fast no host goes on
-// before the batch has ended, since a failed build is known only then.
+// before the batch has ended, since a failed build is known only then;
+// when one has failed, the others are cancelled before they copy.
 func TestFailFastWaitsForTheWholeBatch(t *testing.T) {
 	e := &eachBuilder{fakeBackend: &fakeBackend{failBuild: map[string]bool{"h03": true}}, release: make(chan struct{}), pushed: make(chan string, 3)}
 	req := request(e.fakeBackend, 3)
@@ -359,7 +360,17 @@ func TestFailFastWaitsForTheWholeBatch(t *testing.T) {
 	}
 	close(e.release)
 	rs := byHost(<-done)
-	if rs["h03"].Status != Failed || rs["h03"].Phase != backend.PhaseBuild {
-		t.Errorf("h03: %s in %s, want failed in build", rs["h03"].Status, rs["h03"].Phase)
+	if rs["h03"].Status != Failed || rs["h03"].Phase != backend.PhaseBuild || !strings.Contains(rs["h03"].Error, "build broke") {
+		t.Errorf("h03: %s in %s (%s), want failed in build with the build's error", rs["h03"].Status, rs["h03"].Phase, rs["h03"].Error)
+	}
+	for _, h := range []string{"h01", "h02"} {
+		if rs[h].Status != Cancelled {
+			t.Errorf("%s: %s (%s), want cancelled by h03's failed build", h, rs[h].Status, rs[h].Error)
+		}
+	}
+	select {
+	case h := <-e.pushed:
+		t.Errorf("%s copied although a build of the batch failed under --fail-fast", h)
+	default:
 	}
 }
