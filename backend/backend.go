@@ -129,13 +129,15 @@ type FieldError struct {
 	Message string
 }
 
-// EachBuilder is a Backend whose batched build can hand each target on as
-// soon as its own system is built, while the rest still build.
+// EachBuilder is a Backend whose batched build can hand a target on once
+// its own system is built, while the rest still build.
 type EachBuilder interface {
 	// BuildEach does what Build does and calls ready(i, err) once for
-	// every target i, as soon as i's system is built (or its build has
-	// failed); it returns when every target has been handed on. ready may
-	// be called from several goroutines, never twice for one target.
+	// every target i: when the backend hands i on (its system built, or
+	// its build failed), which may be before the batch has ended. It
+	// returns when the batch has ended and every target has been handed
+	// on. ready may be called from several goroutines, never twice for
+	// one target.
 	BuildEach(ctx context.Context, local hosts.Executor, ts []*Target, ready func(i int, err error))
 }
 

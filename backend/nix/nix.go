@@ -349,9 +349,6 @@ func (b *Backend) BuildEach(ctx context.Context, local hosts.Executor, ts []*bac
 	for i := range ts {
 		w.pending = append(w.pending, i)
 	}
-	// Paths handed on while the batch runs are held in the archive cache
-	// until it ends: hosts still building may need them too.
-	defer func() { b.nars.done(w.held) }()
 	s := startSession(ctx, local, b.opts.localServeArgv())
 	defer s.wait()
 	watching := s.hello() == nil
@@ -432,7 +429,6 @@ type buildWatch struct {
 	// when those known to be built are.
 	pending    []int
 	validSince map[int]time.Time
-	held       []string
 }
 
 // poll asks s which pending closure roots are valid and hands on those
@@ -468,7 +464,7 @@ func (w *buildWatch) poll(s *serveSession, over bool) error {
 	if len(due) == 0 {
 		return nil
 	}
-	if err := w.learn(s, due, over); err != nil {
+	if err := w.learn(s, due); err != nil {
 		return err
 	}
 	for _, i := range due {
@@ -488,9 +484,8 @@ func (w *buildWatch) poll(s *serveSession, over bool) error {
 }
 
 // learn asks s for the closures of the due targets and records what the
-// store says of the paths not known yet; while the batch is not over they
-// are held in the archive cache.
-func (w *buildWatch) learn(s *serveSession, due []int, over bool) error {
+// store says of the paths not known yet.
+func (w *buildWatch) learn(s *serveSession, due []int) error {
 	roots := make([]string, len(due))
 	for k, i := range due {
 		roots[k] = closureRoot(w.ts[i])
@@ -517,10 +512,6 @@ func (w *buildWatch) learn(s *serveSession, due []int, over bool) error {
 		}
 	}
 	w.b.remember(info)
-	if !over {
-		w.b.nars.share(unknown)
-		w.held = append(w.held, unknown...)
-	}
 	return nil
 }
 
