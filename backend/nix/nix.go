@@ -171,7 +171,7 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		s = append(s,
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: b.opts.localServeArgv(), Batch: batchID(batch, "nix-closures"),
 				Stdin: "query-valid-paths " + strings.Join(roots, " ") + " (every " + buildPoll.String() + " until the build has ended); " +
-					"query-closure, query-path-infos of the systems built"},
+					"query-closure, query-path-infos of each system built, when its host goes on: " + handOn(t)},
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: closures, Batch: batchID(batch, "nix-path-info"),
 				When: "the local nix-store --serve fails"},
 			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateServeArgv(goal, out, t.Host.Build != "target")})
@@ -195,6 +195,14 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		plans[i] = append(plans[i], s...)
 	}
 	return plans
+}
+
+// handOn says when a host goes on from the build (see BuildEach).
+func handOn(t *backend.Target) string {
+	if t.Host.Build == "target" {
+		return "at once (it builds on the host; with --fail-fast when every build has ended)"
+	}
+	return "once its system has been built for " + handAfter.String() + ", or when the build has ended (with --fail-fast when every build has ended)"
 }
 
 // batchID names a batched step, or nothing when it serves one host.
