@@ -141,6 +141,12 @@ type EachBuilder interface {
 	BuildEach(ctx context.Context, local hosts.Executor, ts []*Target, ready func(i int, err error))
 }
 
+// Finisher is a Backend that wants to know when a target's run has ended,
+// whatever its result, to let go of what it keeps for it.
+type Finisher interface {
+	Finish(t *Target)
+}
+
 // Backend is one system kind. Every method that runs commands does so
 // through the executors it is given; methods on one target are called from
 // one goroutine, methods on different targets concurrently.

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"cuedeploy.dev/cuedeploy/backend"
 )
 
 // TestNARCache checks what the cache keeps: the archive of a path that
@@ -79,5 +81,43 @@ func TestNARCache(t *testing.T) {
 	c3.share([]string{shared}, []string{shared})
 	if _, ok := c3.get(shared, sharedIn); ok {
 		t.Error("an archive over the budget is kept")
+	}
+}
+
+// TestFinishLetsGoOfArchives: a host whose run ends without copying
+// (unchanged, or failed before) lets go of the archives kept for it, once
+// even if it copied too; a host whose run ended before its closure was
+// known is not counted at all.
+func TestFinishLetsGoOfArchives(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "shared")
+	if err := os.WriteFile(p, []byte("two hosts lack this\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	n, err := writeNAR(&buf, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := pathInfo{narSize: n}
+	b := New(Options{})
+	copied, unchanged, early := &backend.Target{Closure: []string{p}}, &backend.Target{Closure: []string{p}}, &backend.Target{Closure: []string{p}}
+	b.Finish(early)
+	for _, tg := range []*backend.Target{copied, unchanged, early} {
+		b.share(tg)
+	}
+	if got := b.nars.hosts[p]; got != 2 {
+		t.Fatalf("%d hosts counted for the path, want 2 (not the one whose run had ended)", got)
+	}
+	if _, ok := b.nars.get(p, in); !ok {
+		t.Fatal("a path two hosts lack is not kept")
+	}
+	b.unshare(copied) // its copy is done
+	b.Finish(copied)
+	if _, kept := b.nars.entries[p]; !kept {
+		t.Error("the archive went while the unchanged host still counted")
+	}
+	b.Finish(unchanged)
+	if _, kept := b.nars.entries[p]; kept || b.nars.left != narCacheTotal || len(b.nars.hosts) != 0 {
+		t.Errorf("after every host finished: entry kept %v, %d bytes of budget left (want %d), counts %v", kept, b.nars.left, narCacheTotal, b.nars.hosts)
 	}
 }

@@ -34,6 +34,9 @@ type Backend struct {
 	open map[*backend.Target]*openCopy
 	// nars keeps the archives several hosts lack, for the run.
 	nars *narCache
+	// shared are the targets whose closures nars counts; finished, those
+	// whose run has ended (their closures are not counted any more).
+	shared, finished map[*backend.Target]bool
 }
 
 // openCopy is a host's session from State on: waiting for the copy until
@@ -65,7 +68,38 @@ func (oc *openCopy) dropDaemon() {
 
 // New returns a Nix backend with run options o.
 func New(o Options) *Backend {
-	return &Backend{opts: o, info: map[string]pathInfo{}, open: map[*backend.Target]*openCopy{}, nars: newNARCache()}
+	return &Backend{opts: o, info: map[string]pathInfo{}, open: map[*backend.Target]*openCopy{}, nars: newNARCache(),
+		shared: map[*backend.Target]bool{}, finished: map[*backend.Target]bool{}}
+}
+
+// share counts t's closure in the archive cache, unless t's run has ended.
+func (b *Backend) share(t *backend.Target) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.finished[t] && !b.shared[t] {
+		b.shared[t] = true
+		b.nars.share(t.Closure)
+	}
+}
+
+// unshare stops counting t's closure in the archive cache: t has copied,
+// or will not.
+func (b *Backend) unshare(t *backend.Target) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.shared[t] {
+		delete(b.shared, t)
+		b.nars.done(t.Closure)
+	}
+}
+
+// Finish implements backend.Finisher: a host that ends without copying
+// (unchanged, or failed before) lets go of the archives kept for it.
+func (b *Backend) Finish(t *backend.Target) {
+	b.unshare(t)
+	b.mu.Lock()
+	b.finished[t] = true
+	b.mu.Unlock()
 }
 
 // Name implements backend.Backend.
@@ -483,7 +517,7 @@ func (w *buildWatch) poll(s *serveSession, over bool) error {
 		}
 		if err == nil {
 			t.Closure = w.b.closureOf(closureRoot(t))
-			w.b.nars.share(t.Closure)
+			w.b.share(t)
 		}
 		w.ready(i, err)
 	}
@@ -574,7 +608,7 @@ func (b *Backend) closures(ctx context.Context, local hosts.Executor, ts []*back
 	for _, i := range idx {
 		if errs[i] == nil {
 			ts[i].Closure = b.closureOf(closureRoot(ts[i]))
-			b.nars.share(ts[i].Closure)
+			b.share(ts[i])
 		}
 	}
 }
@@ -831,7 +865,7 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 	oc := b.release(t)
 	closure := t.Closure
 	if closure != nil {
-		defer b.nars.done(closure)
+		defer b.unshare(t)
 	} else {
 		var err error
 		if closure, err = hosts.Lines(ctx, local, hosts.Cmd{Argv: b.opts.requisitesArgv([]string{root})}); err != nil {

@@ -234,6 +234,9 @@ func Run(ctx context.Context, req Request) []Result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if f, ok := req.Backends[t.Host.Backend()].(backend.Finisher); ok {
+				defer f.Finish(t)
+			}
 			r := &results[i]
 			select {
 			case connSem <- struct{}{}:

@@ -374,3 +374,33 @@ func TestFailFastWaitsForTheWholeBatch(t *testing.T) {
 	default:
 	}
 }
+
+// finishing is a fakeBackend that counts Finish calls per host.
+type finishing struct {
+	*fakeBackend
+	finished map[string]int
+}
+
+func (f *finishing) Finish(t *backend.Target) {
+	f.mu.Lock()
+	f.finished[t.Host.Name]++
+	f.mu.Unlock()
+}
+
+// TestEveryHostIsFinished: the backend hears once of every host's end,
+// whatever it was: deployed, unchanged, failed in eval or build.
+func TestEveryHostIsFinished(t *testing.T) {
+	f := &finishing{fakeBackend: &fakeBackend{failEval: map[string]bool{"h01": true}, failBuild: map[string]bool{"h02": true}}, finished: map[string]int{}}
+	req := request(f.fakeBackend, 4)
+	f.state["h04"] = backend.State{Current: "/nix/store/o-h04", Profile: "/nix/store/o-h04", Generation: 1}
+	req.Backends = map[string]backend.Backend{"nix": f}
+	rs := byHost(Run(context.Background(), req))
+	for h, want := range map[string]Status{"h01": Failed, "h02": Failed, "h03": Deployed, "h04": Unchanged} {
+		if rs[h].Status != want {
+			t.Errorf("%s: %s (%s), want %s", h, rs[h].Status, rs[h].Error, want)
+		}
+		if f.finished[h] != 1 {
+			t.Errorf("%s finished %d times, want once", h, f.finished[h])
+		}
+	}
+}
