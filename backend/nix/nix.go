@@ -193,6 +193,7 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 	outputs := b.opts.outputsArgv(drvs)
 	realise := b.opts.realiseArgv(localDrvs)
 	closures := b.opts.pathInfoArgv(roots)
+	serve := b.opts.localServeArgv()
 	for i, t := range ts {
 		drv := orPlace(t.Drv, backend.PlaceDrv)
 		out := orPlace(t.Out, backend.PlaceOut)
@@ -203,7 +204,7 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: realise, Batch: batchID(len(localDrvs) > 1, "nix-realise")})
 		}
 		s = append(s,
-			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: b.opts.localServeArgv(), Batch: batchID(batch, "nix-closures"),
+			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: serve, Batch: batchID(batch, "nix-closures"),
 				Stdin: "query-valid-paths " + strings.Join(roots, " ") + " (every " + buildPoll.String() + " until the build has ended); " +
 					"query-closure, query-path-infos of each system built, when its host goes on: " + handOn(t)},
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: closures, Batch: batchID(batch, "nix-path-info"),

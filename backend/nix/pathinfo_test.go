@@ -68,6 +68,20 @@ func nixLines(t *testing.T, argv ...string) []string {
 	return strings.Fields(string(out))
 }
 
+// pathInfoOf is what nix path-info records of the closure of paths.
+func pathInfoOf(t *testing.T, o Options, paths []string) map[string]pathInfo {
+	t.Helper()
+	out, err := hosts.Output(context.Background(), hosts.Local{}, hosts.Cmd{Argv: o.pathInfoArgv(paths)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := parsePathInfo(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
 // TestDrvOutputMatchesNix reads the out path from real .drv files, with
 // two outputs and escaped strings in them, and compares it with what
 // nix-store --query --outputs says.
@@ -101,14 +115,7 @@ func TestPathInfoMatchesDumpDB(t *testing.T) {
 	file := twoPaths(t)
 	outs := nixLines(t, "nix-build", "--option", "substituters", "", "--no-out-link", file, "-A", "app.out")
 	o := Options{NixOptions: map[string]string{"substituters": ""}}
-	out, err := hosts.Output(context.Background(), hosts.Local{}, hosts.Cmd{Argv: o.pathInfoArgv(outs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := parsePathInfo(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := pathInfoOf(t, o, outs)
 	var paths []string
 	for p := range got {
 		paths = append(paths, p)
@@ -211,14 +218,7 @@ func TestBuildEachKnowsWhatPathInfoKnows(t *testing.T) {
 		t.Errorf("the broken system's error is %v, want one naming its derivation", errs[1])
 	}
 
-	out, err := hosts.Output(context.Background(), hosts.Local{}, hosts.Cmd{Argv: b.opts.pathInfoArgv([]string{ts[0].Out})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := parsePathInfo(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := pathInfoOf(t, b.opts, []string{ts[0].Out})
 	if len(want) != 2 {
 		t.Fatalf("nix path-info: %d paths in the closure of %s, want app and lib", len(want), ts[0].Out)
 	}

@@ -190,14 +190,6 @@ func (s *serveSession) readNum() (uint64, error) {
 	return v, nil
 }
 
-func (s *serveSession) readStr() (string, error) {
-	v, err := readStr(s.out)
-	if err != nil {
-		return "", s.failure(err)
-	}
-	return v, nil
-}
-
 func (s *serveSession) readStrs() ([]string, error) {
 	v, err := readStrs(s.out)
 	if err != nil {
@@ -278,43 +270,46 @@ func (s *serveSession) queryPathInfos(paths []string) (map[string]pathInfo, erro
 	if err := s.flush(); err != nil {
 		return nil, err
 	}
+	// Each record is read straight through; the first error ends it.
+	var err error
+	num := func() (v uint64) {
+		if err == nil {
+			v, err = readNum(s.out)
+		}
+		return v
+	}
+	str := func() (v string) {
+		if err == nil {
+			v, err = readStr(s.out)
+		}
+		return v
+	}
+	strs := func() (v []string) {
+		if err == nil {
+			v, err = readStrs(s.out)
+		}
+		return v
+	}
 	info := make(map[string]pathInfo, len(paths))
-	for {
-		p, err := s.readStr()
-		if err != nil || p == "" {
-			return info, err
-		}
-		deriver, err := s.readStr()
+	for p := str(); err == nil && p != ""; p = str() {
+		deriver, refs := str(), strs()
+		num() // download size
+		size, hash := num(), str()
+		str()  // content address
+		strs() // signatures
 		if err != nil {
-			return nil, err
+			break
 		}
-		refs, err := s.readStrs()
-		if err != nil {
-			return nil, err
-		}
-		if _, err := s.readNum(); err != nil { // download size
-			return nil, err
-		}
-		size, err := s.readNum()
-		if err != nil {
-			return nil, err
-		}
-		hash, err := s.readStr()
-		if err != nil {
-			return nil, err
-		}
-		if _, err := s.readStr(); err != nil { // content address
-			return nil, err
-		}
-		if _, err := s.readStrs(); err != nil { // signatures
-			return nil, err
-		}
-		h, err := sha256Base16(hash)
-		if err != nil {
-			return nil, fmt.Errorf("query path info of %s: %w", p, err)
+		h, herr := sha256Base16(hash)
+		if herr != nil {
+			return nil, fmt.Errorf("query path info of %s: %w", p, herr)
 		}
 		info[p] = pathInfo{narHash: "sha256:" + h, narSize: int64(size), deriver: deriver, references: refs}
 	}
+	if err != nil {
+		return nil, s.failure(err)
+	}
+	return info, nil
 }
 
 // pathInfo is what the deployer's store records of a path.

@@ -56,22 +56,31 @@ func forumPackage(t *testing.T, f *fleet.Fleet, pkg, src string) string {
 		t.Fatalf("copy example: %v: %s", err, out)
 	}
 	dir := filepath.Join(dst, pkg)
+	files := map[string]string{}
 	if src != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "deployment.cue"), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		files["deployment.cue"] = src
 	}
-	fleetSrc, err := f.CUE(pkg)
+	writePackage(t, f, dir, pkg, files)
+	return dir
+}
+
+// writePackage writes files into dir, with the fleet's CUE for package
+// pkg beside them as localfleet.cue.
+func writePackage(t *testing.T, f *fleet.Fleet, dir, pkg string, files map[string]string) {
+	t.Helper()
+	src, err := f.CUE(pkg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "localfleet.cue"), fleetSrc, 0o644); err != nil {
-		t.Fatal(err)
+	files["localfleet.cue"] = string(src)
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return dir
 }
 
 // wrap, when set, wraps the deploy command line (to run it in a mount
@@ -453,15 +462,7 @@ func TestDeployFlakeOutsideModule(t *testing.T) {
 name: "flake-test"
 hosts: "web-1": nix: flake: ".#web-1"
 `
-	src, err := f.CUE("web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, body := range map[string]string{"flake.nix": flake, "deployment.cue": dep, "localfleet.cue": string(src)} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writePackage(t, f, dir, "web", map[string]string{"flake.nix": flake, "deployment.cue": dep})
 	r, res := deployJSONRun(t, dir)
 	if r.code != 0 || res["web-1"].Status != rollout.Deployed {
 		t.Fatalf("exit %d, web-1 %+v; want deployed", r.code, res["web-1"])
@@ -516,15 +517,7 @@ name: "pace-test"
 _salt: string @tag(salt)
 hosts: [Name=string]: nix: {file: "systems.nix", attribute: Name, args: salt: _salt}
 `
-	src, err := f.CUE("pace")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, body := range map[string]string{"systems.nix": systems, "deployment.cue": dep, "localfleet.cue": string(src)} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writePackage(t, f, dir, "pace", map[string]string{"systems.nix": systems, "deployment.cue": dep})
 	r, res := deployJSONRun(t, dir, "-t", "salt="+strconv.FormatInt(time.Now().UnixNano(), 36))
 	if r.code != 0 {
 		t.Fatalf("exit %d, want 0", r.code)
