@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -354,13 +355,18 @@ func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, bui
 	}
 }
 
-// setFailed records err as r's failure in phase, unless err names its own.
+// setFailed records err as r's failure in phase, unless err names its own;
+// then the phase is said once, in Phase, and what was added around the
+// backend's error (a time-out, the activation error before a failed
+// rollback) stays in the message.
 func setFailed(r *Result, phase string, err error) {
+	msg := err.Error()
 	var pe *backend.PhaseError
 	if errors.As(err, &pe) {
-		phase, err = pe.Phase, pe.Err
+		phase = pe.Phase
+		msg = strings.Replace(msg, pe.Error(), pe.Err.Error(), 1)
 	}
-	r.Status, r.Phase, r.Error = Failed, phase, err.Error()
+	r.Status, r.Phase, r.Error = Failed, phase, msg
 }
 
 func finish(rs []Result) []Result {

@@ -20,6 +20,7 @@ import (
 // runner's scheduling, which the end-to-end tests cannot pin down.
 type fakeBackend struct {
 	failEval, failBuild, failActivate map[string]bool
+	failRollback                      map[string]bool
 	block                             map[string]bool // Push waits for ctx
 	running, maxRunning               atomic.Int32
 	mu                                sync.Mutex
@@ -80,7 +81,8 @@ func (f *fakeBackend) Push(ctx context.Context, _, _ hosts.Executor, t *backend.
 	}
 	if f.block[t.Host.Name] {
 		<-ctx.Done()
-		return backend.CopyStats{}, ctx.Err()
+		// As the real backends: the phase's own error.
+		return backend.CopyStats{}, &backend.PhaseError{Phase: backend.PhaseCopy, Err: ctx.Err()}
 	}
 	time.Sleep(20 * time.Millisecond) // overlap with other hosts, so the bound is exercised
 	return backend.CopyStats{Paths: 1, Bytes: 10}, nil
@@ -88,7 +90,7 @@ func (f *fakeBackend) Push(ctx context.Context, _, _ hosts.Executor, t *backend.
 
 func (f *fakeBackend) Activate(_ context.Context, _ hosts.Executor, t *backend.Target, goal string) error {
 	if f.failActivate[t.Host.Name] {
-		return errors.New("unit failed")
+		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: errors.New("unit failed")}
 	}
 	f.mu.Lock()
 	f.state[t.Host.Name] = backend.State{Current: t.Out, Profile: t.Out, Generation: f.state[t.Host.Name].Generation + 1}
@@ -98,6 +100,9 @@ func (f *fakeBackend) Activate(_ context.Context, _ hosts.Executor, t *backend.T
 
 func (f *fakeBackend) Rollback(_ context.Context, _ hosts.Executor, t *backend.Target, _ string, prev backend.State) error {
 	f.record("rollback " + t.Host.Name)
+	if f.failRollback[t.Host.Name] {
+		return &backend.PhaseError{Phase: backend.PhaseRollback, Err: errors.New("nothing to roll back to")}
+	}
 	f.mu.Lock()
 	f.state[t.Host.Name] = prev
 	f.mu.Unlock()
@@ -258,6 +263,29 @@ func TestTimeoutBoundsAHost(t *testing.T) {
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Errorf("run took %s", time.Since(start))
+	}
+}
+
+// A failure's message keeps what the runner added to the backend's own
+// error (the time-out, the activation error a failed rollback follows),
+// with the phase named once, in Phase.
+func TestFailureKeepsWhatWasAddedToIt(t *testing.T) {
+	f := &fakeBackend{
+		block:        map[string]bool{"h01": true},
+		failActivate: map[string]bool{"h02": true},
+		failRollback: map[string]bool{"h02": true},
+	}
+	req := request(f, 2)
+	req.Timeout = 200 * time.Millisecond
+	rs := byHost(Run(context.Background(), req))
+	want := map[string]struct{ phase, err string }{
+		"h01": {"copy", "context canceled (timed out after 200ms)"},
+		"h02": {"rollback", "activation failed: unit failed; rollback failed too: nothing to roll back to"},
+	}
+	for h, w := range want {
+		if rs[h].Status != Failed || rs[h].Phase != w.phase || rs[h].Error != w.err {
+			t.Errorf("%s: %s at %s: %q, want failed at %s: %q", h, rs[h].Status, rs[h].Phase, rs[h].Error, w.phase, w.err)
+		}
 	}
 }
 
