@@ -9,14 +9,20 @@ import (
 	"cuedeploy.dev/cuedeploy/schema"
 )
 
-// SelectError is a selector term that matched no host.
+// SelectError is a selector that cannot be used: a term that matched no
+// host, a malformed term, or a selection that leaves no host.
 type SelectError struct {
 	Term string
+	// Reason says what is wrong; empty for a term that matched no host.
+	Reason string
 	// Known lists the tags (for a tag: term) or host names that exist.
 	Known []string
 }
 
 func (e *SelectError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("select %q: %s", e.Term, e.Reason)
+	}
 	what := "host names"
 	if strings.HasPrefix(strings.TrimPrefix(e.Term, "!"), "tag:") {
 		what = "tags"
@@ -34,7 +40,8 @@ func (e *SelectError) Error() string {
 // (which may be a glob too); a term starting with '!' excludes what it
 // matches. With only exclusions, the rest of the hosts are selected. An
 // empty selector selects every host. A term that matches no host is an
-// error: a typo must never become a silent empty run.
+// error, and so is a selection that leaves no host: a typo must never
+// become a silent empty run.
 func Select(d *schema.Deployment, sel string) ([]schema.Host, error) {
 	sel = strings.TrimSpace(sel)
 	if sel == "" {
@@ -45,7 +52,7 @@ func Select(d *schema.Deployment, sel string) ([]schema.Host, error) {
 		t = strings.TrimSpace(t)
 		switch {
 		case t == "" || t == "!":
-			return nil, fmt.Errorf("select %q: empty term", sel)
+			return nil, &SelectError{Term: sel, Reason: "empty term"}
 		case strings.HasPrefix(t, "!"):
 			exclude = append(exclude, t[1:])
 		default:
@@ -82,6 +89,9 @@ func Select(d *schema.Deployment, sel string) ([]schema.Host, error) {
 			out = append(out, d.Hosts[i])
 		}
 	}
+	if len(out) == 0 {
+		return nil, &SelectError{Term: sel, Reason: "leaves no host (every host it picks is excluded)"}
+	}
 	return out, nil
 }
 
@@ -92,7 +102,7 @@ func mark(d *schema.Deployment, term string, picked []bool, to bool) (int, error
 		h := &d.Hosts[i]
 		ok, err := matches(h, term)
 		if err != nil {
-			return 0, fmt.Errorf("select %q: %w", term, err)
+			return 0, &SelectError{Term: term, Reason: err.Error() + ` (globs: * ? [abc]; \[ is a literal "[")`}
 		}
 		if ok {
 			picked[i] = to

@@ -60,7 +60,8 @@ func TestSelectErrors(t *testing.T) {
 		{"lb,!tag:nope", `select "!tag:nope": matches no host; known tags: canary, db, forum, lb, prod`},
 		{"lb,,db-1", `select "lb,,db-1": empty term`},
 		{"!", `select "!": empty term`},
-		{"[", `select "[": syntax error in pattern`},
+		{"[", `select "[": syntax error in pattern (globs: * ? [abc]; \[ is a literal "[")`},
+		{"forum-*,!tag:forum", `select "forum-*,!tag:forum": leaves no host (every host it picks is excluded)`},
 	} {
 		_, err := Select(testDeployment(), tc.sel)
 		if err == nil || err.Error() != tc.want {
@@ -68,6 +69,11 @@ func TestSelectErrors(t *testing.T) {
 		}
 	}
 	var se *SelectError
+	for _, sel := range []string{"lb,,db-1", "[", "forum-*,!tag:forum"} {
+		if _, err := Select(testDeployment(), sel); !errors.As(err, &se) {
+			t.Errorf("Select(%q) error %v is not a SelectError (the CLI's exit 2 for bad input)", sel, err)
+		}
+	}
 	if _, err := Select(testDeployment(), "tag:web"); !errors.As(err, &se) || !slices.Contains(se.Known, "forum") {
 		t.Errorf("unmatched term is not a SelectError listing the known tags: %v", err)
 	}
