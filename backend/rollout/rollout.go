@@ -7,6 +7,7 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -274,7 +275,7 @@ func Run(ctx context.Context, req Request) []Result {
 						return nil, runCtx.Err()
 					}
 				}}
-			h.pipeline(runCtx)
+			h.pipeline(ctx, runCtx)
 			r.Duration = time.Since(hostStart)
 			if !r.Status.OK() && req.FailFast {
 				cancel()
@@ -396,7 +397,13 @@ type hostRun struct {
 // while the deployer still builds. The host's timeout covers connecting and
 // every step on the host; waiting for the shared build and for a work slot
 // does not count against it.
-func (h *hostRun) pipeline(base context.Context) {
+//
+// user is the run's context as the user controls it (an interrupt cancels
+// it); runCtx is also cancelled when --fail-fast stops the run. Until the host
+// activates, either stops it. An activation under way is not cut short
+// because another host failed: only the user or the host's timeout stop
+// it, and then it is rolled back (rollbackContext).
+func (h *hostRun) pipeline(user, runCtx context.Context) {
 	t, r := h.t, h.r
 	timeout := h.req.Timeout
 	if t.Host.Timeout > 0 {
@@ -404,8 +411,11 @@ func (h *hostRun) pipeline(base context.Context) {
 	}
 	// One context for the whole pipeline, as a session opened in one step
 	// lives on in the next; its clock stops while the host waits on others.
-	ctx, cancel := context.WithCancelCause(base)
+	ctx, cancel := context.WithCancelCause(user)
 	defer cancel(nil)
+	unlink := context.AfterFunc(runCtx, func() { cancel(context.Cause(runCtx)) })
+	defer unlink()
+	linked := true // runCtx still stops this host
 	var clock *time.Timer
 	var left time.Duration = timeout
 	var since time.Time
@@ -427,13 +437,19 @@ func (h *hostRun) pipeline(base context.Context) {
 		r.Phase = p
 		h.obs.Phase(t.Host.Name, p)
 	}
-	failed := func(err error) {
-		timedOut := errors.Is(context.Cause(ctx), context.DeadlineExceeded)
-		if timedOut {
-			err = fmt.Errorf("%w (timed out after %s)", err, timeout)
+	// timedOut says the host's timeout stopped it; then its error says so.
+	timedOut := func() bool { return errors.Is(context.Cause(ctx), context.DeadlineExceeded) }
+	noted := func(err error) error {
+		if timedOut() {
+			return fmt.Errorf("%w (timed out after %s)", err, timeout)
 		}
-		setFailed(r, r.Phase, err)
-		if ctx.Err() != nil && !timedOut {
+		return err
+	}
+	failed := func(err error) {
+		timedOut := timedOut()
+		setFailed(r, r.Phase, noted(err))
+		stopped := ctx.Err() != nil || (linked && runCtx.Err() != nil)
+		if stopped && !timedOut {
 			// Another host failed under --fail-fast, or the user interrupted.
 			r.Status = Cancelled
 		}
@@ -498,25 +514,50 @@ func (h *hostRun) pipeline(base context.Context) {
 		return
 	}
 	phase(backend.PhaseActivate)
+	unlink()
+	if err := cmp.Or(ctx.Err(), runCtx.Err()); err != nil {
+		failed(err) // stopped before the host was touched
+		return
+	}
+	linked = false
 	if err := h.b.Activate(ctx, conn, t, goal); err != nil {
+		if goal == "dry-activate" {
+			failed(err)
+			return
+		}
 		actErr := err
 		var pe *backend.PhaseError
 		if errors.As(err, &pe) {
 			actErr = pe.Err
 		}
-		if goal == "dry-activate" {
-			failed(err)
-			return
-		}
+		actErr = noted(actErr)
+		// Interrupted or not, the host goes back: the activation may have
+		// left it half switched.
 		phase(backend.PhaseRollback)
-		if rbErr := h.b.Rollback(ctx, conn, t, goal, prev); rbErr != nil {
-			failed(fmt.Errorf("activation failed: %v; rollback failed too: %w", actErr, rbErr))
+		rbCtx, rbCancel := rollbackContext(ctx, timeout)
+		defer rbCancel()
+		if rbErr := h.b.Rollback(rbCtx, conn, t, goal, prev); rbErr != nil {
+			setFailed(r, r.Phase, fmt.Errorf("activation failed: %v; rollback failed too: %w", actErr, rbErr))
 			return
 		}
 		r.Status, r.Error = RolledBack, fmt.Sprintf("activation failed, rolled back to %s: %v", describe(prev), actErr)
 		return
 	}
 	r.Status, r.Phase = Deployed, backend.PhaseDone
+}
+
+// rollbackTime bounds a rollback when the host has no timeout of its own.
+const rollbackTime = 5 * time.Minute
+
+// rollbackContext is what a rollback runs under: not cancelled with ctx,
+// since a rollback is what must happen when an activation was interrupted
+// (the time-out, the user), but bounded by the host's timeout or, without
+// one, by rollbackTime.
+func rollbackContext(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout <= 0 {
+		timeout = rollbackTime
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), timeout)
 }
 
 func describe(s backend.State) string {

@@ -21,7 +21,8 @@ import (
 type fakeBackend struct {
 	failEval, failBuild, failActivate map[string]bool
 	failRollback                      map[string]bool
-	block                             map[string]bool // Push waits for ctx
+	slowActivate                      map[string]time.Duration // how long Activate takes
+	block                             map[string]bool          // Push waits for ctx
 	running, maxRunning               atomic.Int32
 	mu                                sync.Mutex
 	calls                             []string
@@ -88,7 +89,14 @@ func (f *fakeBackend) Push(ctx context.Context, _, _ hosts.Executor, t *backend.
 	return backend.CopyStats{Paths: 1, Bytes: 10}, nil
 }
 
-func (f *fakeBackend) Activate(_ context.Context, _ hosts.Executor, t *backend.Target, goal string) error {
+func (f *fakeBackend) Activate(ctx context.Context, _ hosts.Executor, t *backend.Target, goal string) error {
+	if d := f.slowActivate[t.Host.Name]; d > 0 {
+		select {
+		case <-ctx.Done():
+			return &backend.PhaseError{Phase: backend.PhaseActivate, Err: ctx.Err()}
+		case <-time.After(d):
+		}
+	}
 	if f.failActivate[t.Host.Name] {
 		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: errors.New("unit failed")}
 	}
@@ -98,8 +106,11 @@ func (f *fakeBackend) Activate(_ context.Context, _ hosts.Executor, t *backend.T
 	return nil
 }
 
-func (f *fakeBackend) Rollback(_ context.Context, _ hosts.Executor, t *backend.Target, _ string, prev backend.State) error {
+func (f *fakeBackend) Rollback(ctx context.Context, _ hosts.Executor, t *backend.Target, _ string, prev backend.State) error {
 	f.record("rollback " + t.Host.Name)
+	if err := ctx.Err(); err != nil { // as a real command would not start
+		return &backend.PhaseError{Phase: backend.PhaseRollback, Err: err}
+	}
 	if f.failRollback[t.Host.Name] {
 		return &backend.PhaseError{Phase: backend.PhaseRollback, Err: errors.New("nothing to roll back to")}
 	}
@@ -286,6 +297,46 @@ func TestFailureKeepsWhatWasAddedToIt(t *testing.T) {
 		if rs[h].Status != Failed || rs[h].Phase != w.phase || rs[h].Error != w.err {
 			t.Errorf("%s: %s at %s: %q, want failed at %s: %q", h, rs[h].Status, rs[h].Phase, rs[h].Error, w.phase, w.err)
 		}
+	}
+}
+
+// An activation the host's timeout or the user interrupts is rolled back:
+// the rollback does not run under the context that stopped it.
+func TestInterruptedActivationIsRolledBack(t *testing.T) {
+	f := &fakeBackend{slowActivate: map[string]time.Duration{"h01": time.Second}}
+	req := request(f, 1)
+	f.state["h01"] = backend.State{Current: "/nix/store/old", Profile: "/nix/store/old", Generation: 3}
+	req.Timeout = 150 * time.Millisecond
+	rs := byHost(Run(context.Background(), req))
+	if r := rs["h01"]; r.Status != RolledBack || !strings.Contains(r.Error, "generation 3") || !strings.Contains(r.Error, "timed out after 150ms") {
+		t.Errorf("timed out: %s at %s: %q, want rolled back to generation 3 after the time-out", r.Status, r.Phase, r.Error)
+	}
+
+	f = &fakeBackend{slowActivate: map[string]time.Duration{"h01": time.Second}}
+	req = request(f, 1)
+	f.state["h01"] = backend.State{Current: "/nix/store/old", Profile: "/nix/store/old", Generation: 3}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(150*time.Millisecond, cancel) // the user's Ctrl-C, during activation
+	rs = byHost(Run(ctx, req))
+	if r := rs["h01"]; r.Status != RolledBack || f.state["h01"].Generation != 3 {
+		t.Errorf("interrupted: %s at %s: %q, state %+v; want rolled back to generation 3", r.Status, r.Phase, r.Error, f.state["h01"])
+	}
+}
+
+// Under --fail-fast, a host already activating when another fails finishes
+// its activation: cutting it short would leave it half switched.
+func TestFailFastLetsActivationsFinish(t *testing.T) {
+	// Both start activating at once; h01 fails 100 ms in, h02 is done at 400.
+	f := &fakeBackend{failActivate: map[string]bool{"h01": true},
+		slowActivate: map[string]time.Duration{"h01": 100 * time.Millisecond, "h02": 400 * time.Millisecond}}
+	req := request(f, 2)
+	req.FailFast = true
+	rs := byHost(Run(context.Background(), req))
+	if rs["h01"].Status != RolledBack {
+		t.Errorf("h01: %s, want rolled back", rs["h01"].Status)
+	}
+	if r := rs["h02"]; r.Status != Deployed {
+		t.Errorf("h02: %s at %s: %q, want deployed (it was activating when h01 failed)", r.Status, r.Phase, r.Error)
 	}
 }
 
