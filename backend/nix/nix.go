@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -274,15 +275,12 @@ func (b *Backend) Instantiate(ctx context.Context, local hosts.Executor, ts []*b
 	errs := make([]error, len(ts))
 	for _, g := range b.groups(ts) {
 		drvs, err := b.evaluate(ctx, local, g, ts)
+		if err != nil && len(g.targets) > 1 && ctx.Err() == nil {
+			b.evaluateEach(ctx, local, g, ts, errs)
+			continue
+		}
 		for k, i := range g.targets {
-			switch {
-			case err != nil:
-				errs[i] = err
-			case k >= len(drvs) || !strings.HasSuffix(drvs[k], ".drv"):
-				errs[i] = fmt.Errorf("evaluate %q: no derivation in nix's output", ts[i].Host.Name)
-			default:
-				ts[i].Drv = drvs[k]
-			}
+			errs[i] = setDrv(ts[i], drvs, k, err)
 		}
 	}
 	// The output paths are in the .drv files; nix is asked only for those
@@ -315,6 +313,38 @@ func (b *Backend) Instantiate(ctx context.Context, local hosts.Executor, ts []*b
 		}
 	}
 	return errs
+}
+
+// setDrv gives t the k-th of drvs, what one evaluation returned, or
+// returns why it cannot.
+func setDrv(t *backend.Target, drvs []string, k int, err error) error {
+	switch {
+	case err != nil:
+		return err
+	case k >= len(drvs) || !strings.HasSuffix(drvs[k], ".drv"):
+		return fmt.Errorf("evaluate %q: no derivation in nix's output", t.Host.Name)
+	}
+	t.Drv = drvs[k]
+	return nil
+}
+
+// evaluateEach evaluates each of g's targets on its own, as many at once
+// as there are CPUs, after the batch failed: nix stops at the first
+// attribute that fails, so the batch's error may be one host's, and only
+// that host should fail with it.
+func (b *Backend) evaluateEach(ctx context.Context, local hosts.Executor, g *evalGroup, ts []*backend.Target, errs []error) {
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for _, i := range g.targets {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			one := ts[i : i+1]
+			drvs, err := b.evaluate(ctx, local, b.groups(one)[0], one)
+			errs[i] = setDrv(ts[i], drvs, 0, err)
+		})
+	}
+	wg.Wait()
 }
 
 // evaluate runs one instantiation process and returns the .drv of each of

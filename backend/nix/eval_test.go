@@ -1,0 +1,57 @@
+package nix
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/hosts"
+	"cuedeploy.dev/cuedeploy/schema"
+)
+
+// TestEvalErrorIsTheBrokenHostsOnly evaluates three hosts from one file, in
+// one batch, where one host's system throws: nix stops at that attribute,
+// so the batch fails; then each is evaluated alone, and only the broken
+// host fails, with its own error.
+func TestEvalErrorIsTheBrokenHostsOnly(t *testing.T) {
+	needNix(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hosts.nix")
+	src := `{ salt }: let
+  sys = name: derivation { inherit name salt; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; };
+in {
+  a = sys "a";
+  b = throw "host b is broken";
+  c = sys "c";
+}
+`
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ts []*backend.Target
+	for _, name := range []string{"a", "b", "c"} {
+		ts = append(ts, &backend.Target{Host: &schema.Host{
+			Name: name, Build: "local", Activation: "switch",
+			Nix: &schema.Nix{File: file, Attribute: name, Args: map[string]string{"salt": filepath.Base(dir)}},
+		}})
+	}
+	b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir()})
+	if n := len(b.groups(ts)); n != 1 {
+		t.Fatalf("%d evaluation groups, want the three hosts in one batch", n)
+	}
+	errs := b.Instantiate(context.Background(), hosts.Local{}, ts)
+	for i, tg := range ts {
+		broken := tg.Host.Name == "b"
+		switch {
+		case broken && (errs[i] == nil || !strings.Contains(errs[i].Error(), "host b is broken")):
+			t.Errorf("b: error %v, want nix's error about b", errs[i])
+		case !broken && errs[i] != nil:
+			t.Errorf("%s: %v, want evaluated despite b", tg.Host.Name, errs[i])
+		case !broken && (!strings.HasSuffix(tg.Drv, "-"+tg.Host.Name+".drv") || tg.Out == ""):
+			t.Errorf("%s: drv %q, out %q", tg.Host.Name, tg.Drv, tg.Out)
+		}
+	}
+}
