@@ -19,6 +19,34 @@ func TestHelpAndUsage(t *testing.T) {
 	}
 }
 
+// deploy build touches no host: the flags of the rollout (connection,
+// parallelism, time-outs, goal) are not its flags, so passing one is a usage
+// error rather than being silently ignored.
+func TestBuildHasOnlyItsFlags(t *testing.T) {
+	prod := "../../examples/forum/production"
+	for _, args := range [][]string{
+		{"--parallel", "3"}, {"-j", "3"}, {"--timeout", "1m"}, {"--connect-timeout", "5s"},
+		{"--accept-new-host-keys"}, {"--fail-fast"}, {"--goal", "boot"},
+	} {
+		r := deploy(t, prod, append([]string{"build", "--on", "lb"}, args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, "unknown flag "+args[0]) {
+			t.Errorf("build %s: exit %d, stderr %q; want 2 naming the flag", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	r := deploy(t, prod, "build", "--help")
+	for _, flag := range []string{"--on", "--build", "--nix-option", "--json"} {
+		if !strings.Contains(r.stdout, flag) {
+			t.Errorf("build --help lacks %s:\n%s", flag, r.stdout)
+		}
+	}
+	r = deploy(t, prod, "deploy", "--help")
+	for _, flag := range []string{"--on", "--goal", "--build", "--nix-option", "--connect-timeout", "--accept-new-host-keys", "--parallel", "--fail-fast", "--timeout", "--json"} {
+		if !strings.Contains(r.stdout, flag) {
+			t.Errorf("deploy --help lacks %s:\n%s", flag, r.stdout)
+		}
+	}
+}
+
 func TestHostsSelection(t *testing.T) {
 	prod := "../../examples/forum/production"
 	r := deploy(t, prod, "hosts", "--on", "tag:forum,!forum-3", "--json")

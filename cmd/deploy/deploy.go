@@ -16,8 +16,8 @@ import (
 	"cuedeploy.dev/cuedeploy/schema"
 )
 
-// runFlags are shared by deploy and build.
-type runFlags struct {
+// deployCmd builds, copies and activates the selected hosts.
+type deployCmd struct {
 	selection
 	overrides
 	connection
@@ -27,21 +27,7 @@ type runFlags struct {
 	JSON     bool          `name:"json" help:"Print results as JSON."`
 }
 
-// deployCmd builds, copies and activates the selected hosts.
-type deployCmd struct {
-	runFlags
-}
-
-func (c *deployCmd) Run(e *env) error { return c.run(e, false) }
-
-// buildCmd builds the selected systems and prints their store paths.
-type buildCmd struct {
-	runFlags
-}
-
-func (c *buildCmd) Run(e *env) error { return c.run(e, true) }
-
-func (c *runFlags) run(e *env, buildOnly bool) error {
+func (c *deployCmd) Run(e *env) error {
 	if c.Parallel < 1 {
 		return usageError{"--parallel must be at least 1"}
 	}
@@ -49,7 +35,6 @@ func (c *runFlags) run(e *env, buildOnly bool) error {
 	if err != nil {
 		return err
 	}
-	obs := newObserver(e, p.hosts)
 	results := rollout.Run(e.ctx, rollout.Request{
 		Deployment: p.d.Name,
 		Hosts:      p.hosts,
@@ -59,14 +44,43 @@ func (c *runFlags) run(e *env, buildOnly bool) error {
 		Parallel:   c.Parallel,
 		FailFast:   c.FailFast,
 		Timeout:    c.Timeout,
-		BuildOnly:  buildOnly,
-		Observer:   obs,
+		Observer:   newObserver(e, p.hosts),
 	})
+	return report(e, p, results, c.JSON, false)
+}
+
+// buildCmd builds the selected systems on this machine and prints their
+// store paths. It touches no host: it has only the flags a build reads.
+type buildCmd struct {
+	selection
+	buildFlags
+	JSON bool `name:"json" help:"Print results as JSON."`
+}
+
+func (c *buildCmd) Run(e *env) error {
+	p, err := prepare(e, c.selection, overrides{buildFlags: c.buildFlags})
+	if err != nil {
+		return err
+	}
+	results := rollout.Run(e.ctx, rollout.Request{
+		Deployment: p.d.Name,
+		Hosts:      p.hosts,
+		Backends:   p.backends,
+		Local:      hosts.Local{},
+		BuildOnly:  true,
+		Observer:   newObserver(e, p.hosts),
+	})
+	return report(e, p, results, c.JSON, true)
+}
+
+// report prints a run's results and says whether every host reached its
+// goal.
+func report(e *env, p *plannedRun, results []rollout.Result, asJSON, buildOnly bool) error {
 	ok := true
 	for _, r := range results {
 		ok = ok && r.Status.OK()
 	}
-	if c.JSON {
+	if asJSON {
 		if err := writeJSON(e, struct {
 			Deployment string           `json:"deployment"`
 			OK         bool             `json:"ok"`

@@ -15,7 +15,13 @@ import (
 
 // overrides are flags that change what the deployment says for this run.
 type overrides struct {
-	Goal      string   `name:"goal" enum:",switch,boot,test,dry-activate" default:"" help:"Activation goal for every selected host, instead of each host's activation."`
+	Goal string `name:"goal" enum:",switch,boot,test,dry-activate" default:"" help:"Activation goal for every selected host, instead of each host's activation."`
+	buildFlags
+}
+
+// buildFlags are the overrides a build reads (deploy build has only
+// these).
+type buildFlags struct {
 	BuildAt   string   `name:"build" enum:",local,target" default:"" help:"Where to build (local or target), instead of each host's build."`
 	NixOption []string `name:"nix-option" placeholder:"NAME=VALUE" sep:"none" help:"Pass --option NAME VALUE to local nix commands (e.g. substituters=)."`
 }
