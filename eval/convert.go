@@ -243,6 +243,60 @@ func (l *loader) isLiteralAt(p token.Pos) bool {
 		strings.HasPrefix(r, "-") || (r[0] >= '0' && r[0] <= '9')
 }
 
+// isSetAt reports whether the user set a value at p: a literal that is
+// neither a default (*22) nor one alternative of a disjunction ("a" | "b"),
+// which a value given elsewhere replaces or picks from rather than
+// contradicts.
+func (l *loader) isSetAt(p token.Pos) bool {
+	if !l.isLiteralAt(p) {
+		return false
+	}
+	line := l.lineAt(p)
+	c := p.Column() - 1
+	before := strings.TrimRight(line[:c], " \t")
+	if strings.HasSuffix(before, "*") || strings.HasSuffix(before, "|") {
+		return false
+	}
+	if lit := l.literalAt(p); lit != "" {
+		after := strings.TrimLeft(line[c+len(lit):], " \t")
+		if strings.HasPrefix(after, "|") && !strings.HasPrefix(after, "||") {
+			return false
+		}
+	}
+	return true
+}
+
+// literalAt is the text of the literal at p in the user's file, or "".
+func (l *loader) literalAt(p token.Pos) string {
+	if !l.isLiteralAt(p) {
+		return ""
+	}
+	return literalText(l.lineAt(p)[p.Column()-1:])
+}
+
+// literalText is the literal at the start of s (a quoted string, a number,
+// true or false), or "" when it cannot tell where the literal ends.
+func literalText(s string) string {
+	if strings.HasPrefix(s, `"`) {
+		q, err := strconv.QuotedPrefix(s)
+		if err != nil {
+			return ""
+		}
+		return q
+	}
+	end := 0
+	for end < len(s) {
+		ch := s[end]
+		if ch == '-' && end == 0 || ch == '.' || ch == '_' ||
+			ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' {
+			end++
+			continue
+		}
+		break
+	}
+	return s[:end]
+}
+
 // message builds the one error for a field from CUE's messages about it.
 func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error {
 	var userPos []token.Pos
@@ -252,6 +306,12 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error 
 		}
 	}
 	sort.SliceStable(userPos, func(i, j int) bool { return userPos[i].Compare(userPos[j]) < 0 })
+	var set []token.Pos // each place where the user set a value of their own
+	for _, p := range userPos {
+		if l.isSetAt(p) && !slices.ContainsFunc(set, func(q token.Pos) bool { return l.pos(q) == l.pos(p) }) {
+			set = append(set, p)
+		}
+	}
 	e := &Error{Path: showPath(path)}
 	if len(userPos) > 0 {
 		e.Pos = l.pos(userPos[0])
@@ -312,16 +372,15 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error 
 		if expect != "" {
 			e.Msg += ": expected " + expect
 		}
-	case len(userPos) > 1 && has("conflicting values") && exists && uv.Err() != nil:
-		// Two of the user's own values disagree: point at a literal and
-		// name the others.
-		sort.SliceStable(userPos, func(i, j int) bool {
-			return l.isLiteralAt(userPos[i]) && !l.isLiteralAt(userPos[j])
-		})
-		e.Pos = l.pos(userPos[0])
+	case len(set) > 1 && has("conflicting values") && exists && uv.Err() != nil:
+		// Two of the user's own values disagree: point at one and name
+		// the others. Other positions of the user's (the reference that
+		// brings in schema.#Host, a default such as *22) are not a value
+		// of theirs that the schema's could conflict with.
+		e.Pos = l.pos(set[0])
 		var also []string
-		for _, p := range userPos[1:] {
-			if at := l.pos(p); l.isLiteralAt(p) && at != e.Pos {
+		for _, p := range set[1:] {
+			if at := l.pos(p); at != e.Pos {
 				also = append(also, at.String())
 			}
 		}
@@ -331,6 +390,12 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error 
 		}
 	case expect != "" && exists && uv.Err() == nil:
 		e.Msg = fmt.Sprintf("invalid value %s: expected %s", show(uv), expect)
+	case expect != "" && len(set) == 1 && l.literalAt(set[0]) != "":
+		// The user's value already holds the schema's, through an
+		// imported schema.#Host, so it is in error on its own: show
+		// what the user wrote.
+		e.Pos = l.pos(set[0])
+		e.Msg = fmt.Sprintf("invalid value %s: expected %s", l.literalAt(set[0]), expect)
 	case expect != "":
 		e.Msg = "invalid value: expected " + expect
 	default:
@@ -667,10 +732,26 @@ func (l *loader) unknownFields() Errors {
 
 // isSchemaOnly reports whether the user's value at path is nothing but
 // what the schema says there: the user did not write the field, though a
-// definition of the schema put it in their value.
+// definition of the schema put it in their value. A field whose default
+// failed (ssh.sudo, when ssh.user is in error) no longer prints as the
+// schema's, but still comes from the schema alone.
 func (l *loader) isSchemaOnly(path []string, uv cue.Value) bool {
 	sv, ok := l.schemaField(path)
-	return ok && show(sv) == show(uv)
+	return ok && (show(sv) == show(uv) || !l.userWrote(uv))
+}
+
+// userWrote reports whether any part of v comes from the user's files.
+func (l *loader) userWrote(v cue.Value) bool {
+	if p := v.Pos(); p.IsValid() && !l.isSchema(p.Filename()) {
+		return true
+	}
+	_, args := v.Expr()
+	for _, a := range args {
+		if p := a.Pos(); p.IsValid() && !l.isSchema(p.Filename()) {
+			return true
+		}
+	}
+	return false
 }
 
 // schemaField is the schema's own value for the field at path.
