@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,8 +31,8 @@ func (l *loader) convert(errs ...error) Errors {
 	var out Errors
 	for _, err := range errs {
 		for _, e := range cueerrors.Errors(err) {
-			if ie := l.importError(e); ie != nil {
-				out = append(out, ie)
+			if ie := l.importErrors(e); ie != nil {
+				out = append(out, ie...)
 				continue
 			}
 			path := cleanPath(e.Path())
@@ -167,33 +168,61 @@ func (l *loader) explainNix(path []string) Errors {
 	return out
 }
 
-// importError explains an error of importing a package, or returns nil.
-func (l *loader) importError(e cueerrors.Error) *Error {
+// importErrors explains an error of importing a package, or returns nil.
+// CUE reports it at the import in the user's package, wrapping the error
+// of the package imported, which may wrap that of a package it imports in
+// turn; the error is shown where it is, in the file that is wrong.
+func (l *loader) importErrors(e cueerrors.Error) Errors {
 	full := e.Error()
 	if !strings.Contains(full, "import failed") && !strings.Contains(full, "cannot find package") {
 		return nil
 	}
-	poss := cueerrors.Positions(e)
-	var at Pos
-	if len(poss) > 0 {
-		at = l.pos(poss[0])
-	}
-	if strings.Contains(full, "import cycle") {
-		var chain []string
-		for _, p := range poss {
-			chain = append(chain, fmt.Sprintf("%s (%s)", l.importPathAt(p), l.pos(p)))
+	return l.importChain(e, nil)
+}
+
+// importChain explains e, met through the imports at chain, outermost
+// first.
+func (l *loader) importChain(e cueerrors.Error, chain []token.Pos) Errors {
+	if f, _ := e.Msg(); f == "import failed" {
+		if p := e.Position(); p.IsValid() {
+			chain = append(chain, p)
 		}
-		return &Error{Pos: at, Msg: "import cycle: this package imports " + strings.Join(chain, ", which imports ") +
-			" again; packages may not import each other in a circle"}
+		var out Errors
+		for _, inner := range cueerrors.Errors(errors.Unwrap(e)) {
+			out = append(out, l.importChain(inner, chain)...)
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	var at Pos
+	if p := e.Position(); p.IsValid() {
+		at = l.pos(p)
+	} else if len(chain) > 0 {
+		at = l.pos(chain[len(chain)-1])
+	}
+	full := e.Error()
+	if strings.Contains(full, "import cycle") {
+		var names []string
+		for _, p := range chain {
+			names = append(names, fmt.Sprintf("%s (%s)", l.importPathAt(p), l.pos(p)))
+		}
+		if len(chain) > 0 {
+			at = l.pos(chain[0])
+		}
+		return Errors{{Pos: at, Msg: "import cycle: this package imports " + strings.Join(names, ", which imports ") +
+			" again; packages may not import each other in a circle"}}
 	}
 	if m := cannotFindRE.FindStringSubmatch(full); m != nil {
-		return &Error{Pos: at, Msg: fmt.Sprintf("import %q: no such package: expected a directory with CUE files of that package inside the module (cue.mod/module.cue), or a dependency listed there", m[1])}
+		return Errors{{Pos: at, Msg: fmt.Sprintf("import %q: no such package: expected a directory with CUE files of that package inside the module (cue.mod/module.cue), or a dependency listed there", m[1])}}
 	}
-	_, msg, _ := strings.Cut(full, "import failed: ")
-	for strings.HasPrefix(msg, "import failed: ") {
-		msg = strings.TrimPrefix(msg, "import failed: ")
+	f, a := e.Msg()
+	msg := fmt.Sprintf(f, a...)
+	if f == "import failed" {
+		// Nothing inside to explain it: keep all CUE said.
+		msg = full
 	}
-	return &Error{Pos: at, Msg: "import failed: " + msg}
+	return Errors{{Pos: at, Msg: msg}}
 }
 
 var cannotFindRE = regexp.MustCompile(`cannot find package "([^"]+)"`)
