@@ -7,8 +7,12 @@ export PATH := $(CURDIR)/bin:$(PATH)
 
 all: build
 
+# deploy version prints VERSION; without git it falls back to what the Go
+# toolchain recorded in the binary.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+
 build:
-	$(GO) build -o bin/deploy ./cmd/deploy
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/deploy ./cmd/deploy
 	$(GO) build -o bin/localfleet ./cmd/localfleet
 
 # Every test, end to end included. The end-to-end tests need root, nix-bin

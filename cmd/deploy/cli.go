@@ -49,9 +49,6 @@ type env struct {
 	cli *cli
 }
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var c cli
 	exited := -1
