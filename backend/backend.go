@@ -90,6 +90,10 @@ type Target struct {
 	// Closure, when a backend knows it before connecting (Nix sets it in
 	// Build), is every store path Push may send, dependencies first.
 	Closure []string
+	// Output is what the activation printed, standard output and error as
+	// they came (its last 64 KiB), set by Activate: for dry-activate, what
+	// would change.
+	Output string
 }
 
 // State is what a host runs and boots.

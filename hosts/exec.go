@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 )
 
 // Cmd is one command to run, locally or on a host.
@@ -138,9 +139,8 @@ func (t *Tail) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// String returns the kept text, trimmed, at most max bytes and the last 20
-// lines.
-func (t *Tail) String() string {
+// kept returns what is kept: at most max bytes, cut at a line start.
+func (t *Tail) kept() []byte {
 	b := t.buf
 	if len(b) > t.max {
 		b = b[len(b)-t.max:]
@@ -148,11 +148,45 @@ func (t *Tail) String() string {
 			b = b[i+1:]
 		}
 	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return b
+}
+
+// String returns the kept text, trimmed, at most max bytes and the last 20
+// lines.
+func (t *Tail) String() string {
+	lines := strings.Split(strings.TrimSpace(string(t.kept())), "\n")
 	if len(lines) > 20 {
 		lines = lines[len(lines)-20:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// OutputLog keeps what a command prints, from both streams as they come:
+// the last 64 KiB, cut at a line start. Unlike a Tail, it may be written
+// from several goroutines.
+type OutputLog struct {
+	mu sync.Mutex
+	t  *Tail
+}
+
+// Write implements io.Writer.
+func (o *OutputLog) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.t == nil {
+		o.t = NewTail(64 << 10)
+	}
+	return o.t.Write(p)
+}
+
+// String returns the kept output without its last newline.
+func (o *OutputLog) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.t == nil {
+		return ""
+	}
+	return strings.TrimRight(string(o.t.kept()), "\n")
 }
 
 // ShellJoin quotes argv for a POSIX shell, leaving plain words bare.

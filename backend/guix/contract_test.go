@@ -163,6 +163,7 @@ func TestContract(t *testing.T) {
 				Good:    guixHost(dir, "good", "good.scm", build),
 				Second:  guixHost(dir, "second", "second.scm", build),
 				Failing: guixHost(dir, "failing", "failing.scm", build),
+				Says:    "activating system...", // what the stand-in's reconfigure prints
 			}
 			backendtest.Run(t, fx)
 			if t.Failed() {

@@ -232,7 +232,10 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 	if goal != "switch" {
 		return phase(backend.PhaseActivate, fmt.Errorf("goal %q: Guix System can only switch", goal))
 	}
-	if err := remote.Run(ctx, hosts.Cmd{Argv: ReconfigureArgv(t.Host.Guix, b.Stage), Privileged: true}); err != nil {
+	log := &hosts.OutputLog{}
+	err := remote.Run(ctx, hosts.Cmd{Argv: ReconfigureArgv(t.Host.Guix, b.Stage), Stdout: log, Stderr: log, Privileged: true})
+	t.Output = log.String()
+	if err != nil {
 		return phase(backend.PhaseActivate, fmt.Errorf("reconfigure: %w", err))
 	}
 	s, err := b.State(ctx, remote, t)

@@ -36,6 +36,8 @@ func TestContract(t *testing.T) {
 	}
 	// The copy goes through the host's nix daemon; "switch/serve" copies
 	// through nix-store --serve, as to a host without a daemon.
+	// says is what the example system's activation prints for each goal.
+	says := map[string]string{"switch": "activating the configuration...", "boot": "installing the boot loader...", "test": "activating the configuration..."}
 	for _, run := range []struct {
 		name, goal string
 		noDaemon   bool
@@ -61,6 +63,7 @@ func TestContract(t *testing.T) {
 				Second:  system("contract-2", ""),
 				Failing: system("contract-3", "forum-1"),
 				Goal:    run.goal,
+				Says:    says[run.goal],
 			})
 			// The host's daemon logs each connection it accepts.
 			log, _ := os.ReadFile(filepath.Join(h.Dir, "nix-daemon.log"))

@@ -1012,15 +1012,22 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 	if oc := b.release(t); oc != nil && oc.pushed && oc.activates && goal == t.Host.Activation {
 		// The session Push left is activating: its output is the
 		// activation's, its exit status the activation's.
-		io.Copy(io.Discard, oc.s.out)
-		if err := oc.end(); err != nil {
+		log := &hosts.OutputLog{}
+		oc.s.stderrTo(log)
+		io.Copy(log, oc.s.out)
+		err := oc.end()
+		t.Output = log.String()
+		if err != nil {
 			return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
 		}
 		return nil
 	} else if oc != nil {
 		oc.end()
 	}
-	if err := remote.Run(ctx, hosts.Cmd{Argv: activateArgv(t.Out, goal), Privileged: true}); err != nil {
+	log := &hosts.OutputLog{}
+	err := remote.Run(ctx, hosts.Cmd{Argv: activateArgv(t.Out, goal), Stdout: log, Stderr: log, Privileged: true})
+	t.Output = log.String()
+	if err != nil {
 		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"cuedeploy.dev/cuedeploy/hosts"
@@ -46,6 +47,31 @@ type serveSession struct {
 	// shows names, in errors, the command the session runs at the moment
 	// (nix-store --serve, then the activation); nil: the whole argv.
 	shows []string
+	// stderr is where the command's standard error goes besides the tail
+	// kept for errors: nowhere until the activation (stderrTo).
+	stderr switchWriter
+}
+
+// switchWriter writes to w, or nowhere while w is nil.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w != nil {
+		s.w.Write(p)
+	}
+	return len(p), nil
+}
+
+// stderrTo sends the rest of the command's standard error to w.
+func (s *serveSession) stderrTo(w io.Writer) {
+	s.stderr.mu.Lock()
+	s.stderr.w = w
+	s.stderr.mu.Unlock()
 }
 
 // roundTripper is a hosts.Executor that knows its link's round trip
@@ -73,7 +99,7 @@ func startSession(ctx context.Context, remote hosts.Executor, argv []string) *se
 		s.link = rt.RoundTrip
 	}
 	go func() {
-		err := remote.Run(ctx, hosts.Cmd{Argv: argv, Stdin: inR, Stdout: outW, Privileged: true})
+		err := remote.Run(ctx, hosts.Cmd{Argv: argv, Stdin: inR, Stdout: outW, Stderr: &s.stderr, Privileged: true})
 		// Whatever still writes now fails instead of blocking; reads see
 		// the end of the output (or the command's error).
 		ended := errors.New("the host's nix-store --serve ended")

@@ -53,6 +53,9 @@ type Result struct {
 	Previous string            `json:"previous,omitempty"`
 	Copied   backend.CopyStats `json:"copied"`
 	Error    string            `json:"error,omitempty"`
+	// Output is what the activation printed (for dry-activate: what would
+	// change), when the backend keeps it.
+	Output string `json:"output,omitempty"`
 }
 
 // Conn is a connection to one host.
@@ -520,7 +523,9 @@ func (h *hostRun) pipeline(user, runCtx context.Context) {
 		return
 	}
 	linked = false
-	if err := h.b.Activate(ctx, conn, t, goal); err != nil {
+	err = h.b.Activate(ctx, conn, t, goal)
+	r.Output = t.Output
+	if err != nil {
 		if goal == "dry-activate" {
 			failed(err)
 			return
