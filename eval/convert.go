@@ -118,7 +118,7 @@ func isNixPath(path []string) bool {
 // the alternative the user evidently meant: #NixFile when it names a file,
 // an attribute or args, #NixFlake when it names a flake.
 func (l *loader) explainNix(path []string) Errors {
-	uv := l.user.LookupPath(cuePath(path))
+	uv := l.user.LookupPath(l.cuePath(path))
 	if !uv.Exists() {
 		return Errors{l.message(path, []string{"invalid value"}, nil)}
 	}
@@ -139,7 +139,7 @@ func (l *loader) explainNix(path []string) Errors {
 		if it, err := uv.Fields(); err == nil {
 			for it.Next() {
 				f := append(slices.Clone(path), it.Selector().Unquoted())
-				errs = append(errs, &Error{Pos: l.valuePos(it.Value(), f), Path: showPath(path), Msg: unknownField(f), unknown: showPath(f)})
+				errs = append(errs, &Error{Pos: l.valuePos(it.Value(), f), Path: showPath(path), Msg: l.unknownField(f), unknown: showPath(f)})
 			}
 		}
 		if len(errs) == 0 {
@@ -357,7 +357,7 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error 
 	}
 	uv, exists := cue.Value{}, false
 	if l.user.Exists() && len(path) > 0 {
-		uv = l.user.LookupPath(cuePath(path))
+		uv = l.user.LookupPath(l.cuePath(path))
 		exists = uv.Exists()
 	}
 	expect := expectation(path)
@@ -373,7 +373,7 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error 
 		e.Msg = fmt.Sprintf("-t %s: the package has no @tag(%s) attribute", name, name)
 	case has("field not allowed") && len(path) > 0:
 		e.Path = showPath(path[:len(path)-1])
-		e.Msg = unknownField(path)
+		e.Msg = l.unknownField(path)
 		e.unknown = showPath(path)
 	case has("reference") && has("not found"), has("undefined field"):
 		e.Msg = firstReal(msgs)
@@ -450,7 +450,7 @@ func (l *loader) pos(p token.Pos) Pos {
 func (l *loader) nearest(path []string) Pos {
 	if l.user.Exists() {
 		for i := len(path); i > 0; i-- {
-			v := l.user.LookupPath(cuePath(path[:i]))
+			v := l.user.LookupPath(l.cuePath(path[:i]))
 			if !v.Exists() {
 				continue
 			}
@@ -584,7 +584,7 @@ func kind(path []string) string {
 	case len(path) == 0:
 		return "deployment"
 	case path[0] != "hosts":
-		return "deployment"
+		return "" // the user's own fields, such as _forum
 	case len(path) == 2:
 		return "host"
 	case len(path) == 3 && (path[2] == "ssh" || path[2] == "nix" || path[2] == "guix"):
@@ -602,18 +602,44 @@ var fields = map[string][]string{
 	"guix":       {"config", "loadPath", "channels", "system", "authorize"},
 }
 
-func unknownField(path []string) string {
+// unknownField says that the last field of path is not allowed, with the
+// allowed field it is closest to.
+func (l *loader) unknownField(path []string) string {
 	name := path[len(path)-1]
 	k := kind(path[:len(path)-1])
 	allowed := fields[k]
 	msg := fmt.Sprintf("unknown field %s", quoteLabel(name))
 	if k == "" {
+		// Not a struct of the schema, but one of the user's own
+		// definitions: suggest from its fields.
+		if best := closest(name, l.fieldsOf(path[:len(path)-1], name)); best != "" {
+			return msg + fmt.Sprintf(" (did you mean %s?)", best)
+		}
 		return msg
 	}
 	if best := closest(name, allowed); best != "" {
 		return msg + fmt.Sprintf(" (did you mean %s?)", best)
 	}
 	return msg + fmt.Sprintf(" in %s: allowed are %s", k, strings.Join(allowed, ", "))
+}
+
+// fieldsOf lists the regular fields of the user's value at path, but for
+// name.
+func (l *loader) fieldsOf(path []string, name string) []string {
+	if !l.user.Exists() {
+		return nil
+	}
+	it, err := l.user.LookupPath(l.cuePath(path)).Fields(cue.Optional(true))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for it.Next() {
+		if f := it.Selector().Unquoted(); f != name {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // closest is the word of words nearest to name, if any is near.
@@ -743,7 +769,7 @@ func (l *loader) unknownFields() Errors {
 			name := it.Selector().Unquoted()
 			f := append(slices.Clone(path), name)
 			if !isHosts && !slices.Contains(fields[k], name) {
-				errs = append(errs, &Error{Pos: l.valuePos(it.Value(), f), Path: showPath(path), Msg: unknownField(f), unknown: showPath(f)})
+				errs = append(errs, &Error{Pos: l.valuePos(it.Value(), f), Path: showPath(path), Msg: l.unknownField(f), unknown: showPath(f)})
 				continue
 			}
 			switch {
@@ -820,6 +846,6 @@ func (l *loader) isDependent(path []string, msgs []string) bool {
 	if !l.hasDefault(path) {
 		return false
 	}
-	uv := l.user.LookupPath(cuePath(path))
+	uv := l.user.LookupPath(l.cuePath(path))
 	return !uv.Exists() || l.isSchemaOnly(path, uv)
 }

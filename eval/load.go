@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/cuecontext"
 	"cuelang.org/go/cue/load"
 
@@ -84,6 +85,7 @@ type loader struct {
 	dir, root, wd string
 	tags          []string
 	user          cue.Value // the user's package as written
+	pkg           string    // the user's package, which its hidden fields belong to
 	schema        cue.Value // the embedded schema, compiled in ctx
 	ctx           *cue.Context
 	lines         map[string][]string // the user's files, read for messages
@@ -174,6 +176,7 @@ func (l *loader) load() (*schema.Deployment, error) {
 	if err := insts[0].Err; err != nil {
 		return nil, l.convert(err)
 	}
+	l.pkg = insts[0].ID()
 	l.ctx = cuecontext.New()
 	l.user = l.ctx.BuildInstance(insts[0])
 	if l.user.Err() == nil && !l.slowOnly {
@@ -437,7 +440,7 @@ func resolve(dir, p string) string {
 // fieldDir is the directory of the file that sets the field at path, or the
 // package directory when the value has no file (a -t tag, a default).
 func (l *loader) fieldDir(path []string) string {
-	v := l.user.LookupPath(cuePath(path))
+	v := l.user.LookupPath(l.cuePath(path))
 	if f := v.Pos().Filename(); f != "" && !l.isSchema(f) {
 		return filepath.Dir(f)
 	}
@@ -448,12 +451,15 @@ func (l *loader) isSchema(file string) bool {
 	return strings.Contains(filepath.ToSlash(file), "/"+shippedDir+"/") || file == ""
 }
 
-// cuePath makes a CUE path from plain field names.
-func cuePath(path []string) cue.Path {
+// cuePath makes a CUE path from plain field names. A hidden field (_forum)
+// is taken as one of the user's package.
+func (l *loader) cuePath(path []string) cue.Path {
 	sels := make([]cue.Selector, len(path))
 	for i, p := range path {
 		if strings.HasPrefix(p, "#") {
 			sels[i] = cue.Def(p)
+		} else if strings.HasPrefix(p, "_") && l.pkg != "" && ast.IsValidIdent(p) {
+			sels[i] = cue.Hid(p, l.pkg)
 		} else if n, err := strconv.Atoi(p); err == nil && n >= 0 && strconv.Itoa(n) == p {
 			sels[i] = cue.Index(n)
 		} else {
