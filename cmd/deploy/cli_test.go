@@ -19,6 +19,42 @@ func TestHelpAndUsage(t *testing.T) {
 	}
 }
 
+// Flags whose values the transport or the rollout would silently replace
+// are usage errors that name the flag, before anything is touched.
+func TestRunFlagValues(t *testing.T) {
+	prod := "../../examples/forum/production"
+	for _, arg := range []string{"--connect-timeout=0", "--connect-timeout=-5s", "--timeout=-1s", "--parallel=0", "--goal=reboot", "--build=remote"} {
+		r := deploy(t, prod, "deploy", "--on", "lb", arg)
+		flag, _, _ := strings.Cut(arg, "=")
+		if r.code != 2 || !strings.HasPrefix(r.stderr, "deploy: "+flag) {
+			t.Errorf("deploy %s: exit %d, stderr %q; want 2 naming the flag", arg, r.code, r.stderr)
+		}
+	}
+}
+
+// The help says what a flag takes and where its output is documented.
+func TestHelpTexts(t *testing.T) {
+	// Help is wrapped to the terminal's width.
+	unwrapped := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	r := deploy(t, ".", "deploy", "--help")
+	for _, want := range []string{"(switch,boot,test,dry-activate)", "(local,target)", "0: no bound", "for its turn (--parallel), does not count"} {
+		if !strings.Contains(unwrapped(r.stdout), want) {
+			t.Errorf("deploy --help lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = deploy(t, ".", "eval", "--help")
+	if strings.Contains(r.stdout, "docs/") || !strings.Contains(unwrapped(r.stdout), `README.md, "deploy eval --json"`) {
+		t.Errorf("eval --help does not point to README's deploy eval --json:\n%s", r.stdout)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "\n### `deploy eval --json`\n") {
+		t.Error("README.md has no section \"deploy eval --json\", which eval --help points to")
+	}
+}
+
 // deploy build touches no host: the flags of the rollout (connection,
 // parallelism, time-outs, goal) are not its flags, so passing one is a usage
 // error rather than being silently ignored.

@@ -23,13 +23,19 @@ type deployCmd struct {
 	connection
 	Parallel int           `name:"parallel" short:"j" default:"10" help:"Hosts copied and activated at once; twice as many connect and read their state ahead of their turn."`
 	FailFast bool          `name:"fail-fast" help:"Stop every other host when one fails. Hosts then wait for the whole batch build before they go on, so that a failed build stops the run first."`
-	Timeout  time.Duration `name:"timeout" default:"30m" help:"Bound each host's whole deploy (a host's own timeout wins)."`
+	Timeout  time.Duration `name:"timeout" default:"30m" help:"Bound the time each host spends connecting, reading its state, copying, building on the host (build: target), activating and rolling back; waiting for this machine's evaluation and build, and for its turn (--parallel), does not count. A host's own timeout wins; 0: no bound."`
 	JSON     bool          `name:"json" help:"Print results as JSON."`
 }
 
 func (c *deployCmd) Run(e *env) error {
 	if c.Parallel < 1 {
 		return usageError{"--parallel must be at least 1"}
+	}
+	if c.Timeout < 0 {
+		return usageError{fmt.Sprintf("--timeout %s: must not be negative (0: no bound)", c.Timeout)}
+	}
+	if err := c.connection.check(); err != nil {
+		return err
 	}
 	p, err := prepare(e, c.selection, c.overrides)
 	if err != nil {

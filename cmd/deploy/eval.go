@@ -18,7 +18,7 @@ import (
 type evalCmd struct {
 	selection
 	overrides
-	JSON        bool `name:"json" help:"Print the plan as JSON (see docs/eval-json.md)."`
+	JSON        bool `name:"json" help:"Print the plan as JSON (its form: README.md, \"deploy eval --json\")."`
 	Instantiate bool `name:"instantiate" help:"Also evaluate the systems for real (batched) and fill in their .drv and store paths."`
 }
 

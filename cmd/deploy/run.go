@@ -13,31 +13,35 @@ import (
 	"cuedeploy.dev/cuedeploy/schema"
 )
 
-// overrides are flags that change what the deployment says for this run.
+// overrides are flags that change what the deployment says for this run;
+// unset (nil), each host keeps its own.
 type overrides struct {
-	Goal string `name:"goal" enum:",switch,boot,test,dry-activate" default:"" help:"Activation goal for every selected host, instead of each host's activation."`
+	Goal *string `name:"goal" enum:"switch,boot,test,dry-activate" placeholder:"GOAL" help:"Activation goal for every selected host (${enum}), instead of each host's activation."`
 	buildFlags
 }
 
 // buildFlags are the overrides a build reads (deploy build has only
 // these).
 type buildFlags struct {
-	BuildAt   string   `name:"build" enum:",local,target" default:"" help:"Where to build (local or target), instead of each host's build."`
-	NixOption []string `name:"nix-option" placeholder:"NAME=VALUE" sep:"none" help:"Pass --option NAME VALUE to local nix commands (e.g. substituters=)."`
+	BuildAt   *string  `name:"build" enum:"local,target" placeholder:"WHERE" help:"Where to build (${enum}), instead of each host's build; deploy build only evaluates a system built on the target."`
+	NixOption []string `name:"nix-option" placeholder:"NAME=VALUE" sep:"none" help:"Pass --option NAME VALUE to the nix commands run on this machine (e.g. substituters=)."`
 }
 
 // apply changes the selected hosts as the flags say and checks that their
 // backends can still honour them.
 func (o overrides) apply(hs []schema.Host, bs map[string]backend.Backend) error {
+	if o.Goal == nil && o.BuildAt == nil {
+		return nil
+	}
 	for i := range hs {
 		h := &hs[i]
-		if o.Goal != "" {
-			h.Activation = o.Goal
+		if o.Goal != nil {
+			h.Activation = *o.Goal
 		}
-		if o.BuildAt != "" {
-			h.Build = o.BuildAt
+		if o.BuildAt != nil {
+			h.Build = *o.BuildAt
 		}
-		if b, ok := bs[h.Backend()]; ok && (o.Goal != "" || o.BuildAt != "") {
+		if b, ok := bs[h.Backend()]; ok {
 			for _, fe := range b.Check(h) {
 				return usageError{fmt.Sprintf("host %q: %s: %s", h.Name, fe.Path, fe.Message)}
 			}
@@ -83,8 +87,16 @@ func prepare(e *env, sel selection, o overrides) (*plannedRun, error) {
 
 // connection are the flags of the SSH transport.
 type connection struct {
-	ConnectTimeout    time.Duration `name:"connect-timeout" default:"10s" help:"Give up connecting to a host after this long."`
+	ConnectTimeout    time.Duration `name:"connect-timeout" default:"10s" help:"Give up connecting to a host after this long (more than 0)."`
 	AcceptNewHostKeys bool          `name:"accept-new-host-keys" help:"Accept and record the key of a host not yet in known_hosts (a changed key is always refused)."`
+}
+
+// check rejects what the transport would otherwise replace by its default.
+func (c connection) check() error {
+	if c.ConnectTimeout <= 0 {
+		return usageError{fmt.Sprintf("--connect-timeout %s: must be more than 0", c.ConnectTimeout)}
+	}
+	return nil
 }
 
 func (c connection) dialer() func(ctx context.Context, h *schema.Host) (rollout.Conn, error) {
