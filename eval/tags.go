@@ -48,6 +48,7 @@ func (l *loader) checkTags() Errors {
 		known = "its tags are " + strings.Join(names, ", ")
 	}
 	var errs Errors
+	given := map[string]string{} // the first -t NAME=VALUE of each name
 	for _, t := range l.tags {
 		name, val, isKV := strings.Cut(t, "=")
 		switch {
@@ -66,6 +67,13 @@ func (l *loader) checkTags() Errors {
 					errs = append(errs, &Error{Pos: d.pos, Path: showPath(d.path),
 						Msg: fmt.Sprintf("-t %s: @tag(%s, type=%s) expects %s", t, name, d.typ, want)})
 				}
+			}
+			// CUE unifies both values, and the conflict spreads to
+			// everything that uses the tag.
+			if first, seen := given[name]; !seen {
+				given[name] = t
+			} else if first != t {
+				errs = append(errs, &Error{Msg: fmt.Sprintf("-t %s and -t %s: @tag(%s) is given twice, with different values; give it once", first, t, name)})
 			}
 		}
 	}
