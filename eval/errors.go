@@ -86,10 +86,21 @@ func (es Errors) sortDedup() Errors {
 			unknown = append(unknown, e.unknown)
 		}
 	}
+	// A user's hidden field that holds hosts (_forum.out) fails where the
+	// hosts taken from it do: the error is shown for the host alone.
+	hostAt := map[Pos]bool{}
+	for _, e := range es {
+		if strings.HasPrefix(e.Path, "hosts.") {
+			hostAt[e.Pos] = true
+		}
+	}
 	out := es[:0]
 	seen := map[string]bool{}
 	for _, e := range es {
 		if inside(e.Path, unknown) {
+			continue
+		}
+		if strings.HasPrefix(e.Path, "_") && e.Pos.File != "" && hostAt[e.Pos] {
 			continue
 		}
 		k := e.Path + "\x00" + e.Msg
