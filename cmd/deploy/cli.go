@@ -20,7 +20,7 @@ const (
 	exitOK       = 0 // every selected host reached its goal
 	exitFailed   = 1 // at least one host did not
 	exitInvalid  = 2 // bad input: usage, the deployment, the selector
-	exitInternal = 3 // the deployer itself: missing nix, I/O
+	exitInternal = 3 // the deployer itself: a program it runs is not on PATH (found before any host is touched), I/O
 )
 
 // cli is the whole command line; each command is a struct in its own file.

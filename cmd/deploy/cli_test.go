@@ -202,8 +202,33 @@ func TestEvalInstantiateGuixWithoutGuix(t *testing.T) {
 		}
 	}
 	r := deploy(t, "../../examples/forum/mixed", "eval", "--instantiate", "--on", "lb")
-	if r.code != 3 || !strings.Contains(r.stderr, "guix not found on PATH") {
+	if r.code != 3 || !strings.Contains(r.stderr, `"guix" not found on PATH: this machine runs it at eval for host "lb"`) {
 		t.Errorf("exit %d, stderr %q; want 3 saying guix is missing", r.code, r.stderr)
+	}
+}
+
+// Without nix on this machine no host can be evaluated: deploy, build and
+// eval --instantiate say so once, before touching any host, and exit 3
+// (the deployer's problem), not 1 with every host failed at eval.
+func TestWithoutNix(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	prod := "../../examples/forum/production"
+	for _, args := range [][]string{
+		{"deploy", "--on", "lb,forum-1"},
+		{"build", "--on", "lb,forum-1"},
+		{"eval", "--instantiate", "--on", "lb,forum-1"},
+	} {
+		r := deploy(t, prod, args...)
+		want := `deploy: "nix-instantiate" not found on PATH: this machine runs it at eval for hosts "forum-1", "lb"`
+		if r.code != 3 || !strings.HasPrefix(r.stderr, want) || !strings.Contains(r.stderr, "nothing was touched") || r.stdout != "" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 3 and only %q...", strings.Join(args, " "), r.code, r.stdout, r.stderr, want)
+		}
+	}
+	// What touches no nix still works.
+	for _, args := range [][]string{{"eval", "--on", "lb"}, {"hosts"}, {"validate"}} {
+		if r := deploy(t, prod, args...); r.code != 0 {
+			t.Errorf("%s without nix: exit %d, stderr %q", strings.Join(args, " "), r.code, r.stderr)
+		}
 	}
 }
 

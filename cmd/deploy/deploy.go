@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/backend/rollout"
 	"cuedeploy.dev/cuedeploy/hosts"
 	"cuedeploy.dev/cuedeploy/schema"
@@ -41,6 +42,9 @@ func (c *deployCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	if err := lookPrograms(p); err != nil {
+		return err
+	}
 	results := rollout.Run(e.ctx, rollout.Request{
 		Deployment: p.d.Name,
 		Hosts:      p.hosts,
@@ -66,6 +70,9 @@ type buildCmd struct {
 func (c *buildCmd) Run(e *env) error {
 	p, err := prepare(e, c.selection, overrides{buildFlags: c.buildFlags})
 	if err != nil {
+		return err
+	}
+	if err := lookPrograms(p, backend.PhaseEval, backend.PhaseBuild); err != nil {
 		return err
 	}
 	results := rollout.Run(e.ctx, rollout.Request{

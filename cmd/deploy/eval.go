@@ -57,6 +57,9 @@ func (c *evalCmd) Run(e *env) error {
 	d, bs := p.d, p.backends
 	ts := rollout.Targets(d.Name, p.hosts)
 	if c.Instantiate {
+		if err := lookPrograms(p, backend.PhaseEval); err != nil {
+			return err
+		}
 		if err := errors.Join(rollout.Instantiate(e.ctx, hosts.Local{}, ts, bs)...); err != nil {
 			return fmt.Errorf("instantiate: %w", err)
 		}

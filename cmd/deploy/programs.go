@@ -1,0 +1,119 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+
+	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/backend/rollout"
+)
+
+// A program the run needs on this machine (nix-instantiate, nix-store,
+// guix, ...) that is not on PATH is the deployer's problem, not the hosts':
+// it is found here, before any host is touched, and ends the run with exit
+// 3, rather than failing every host at eval with exit 1.
+//
+// What a run needs is read from the plans of its hosts, the same steps
+// `deploy eval` prints, so this list cannot drift from what the backends
+// run. Each host is planned alone: the programs are those of a batched
+// plan, without its size, which grows with the square of the fleet.
+
+// missingProgram is one program that is not on PATH, with the first phase
+// that runs it and the hosts that need it.
+type missingProgram struct {
+	name  string
+	phase string
+	hosts []string
+	err   error
+}
+
+// missingProgramsError says which programs a run needs on this machine and
+// cannot find.
+type missingProgramsError []missingProgram
+
+func (e missingProgramsError) Error() string {
+	var b strings.Builder
+	for i, m := range e {
+		if i > 0 {
+			b.WriteString("\n  ")
+		}
+		why := "not found on PATH"
+		if !errors.Is(m.err, exec.ErrNotFound) {
+			why = m.err.Error()
+		}
+		fmt.Fprintf(&b, "%q %s: this machine runs it at %s for %s", m.name, why, m.phase, someHosts(m.hosts))
+	}
+	b.WriteString("\n  nothing was touched: install what is missing on this machine, or fix PATH")
+	return b.String()
+}
+
+// someHosts names the first hosts of hs and counts the rest.
+func someHosts(hs []string) string {
+	const shown = 3
+	word := "host"
+	if len(hs) > 1 {
+		word = "hosts"
+	}
+	var names []string
+	for _, h := range hs[:min(len(hs), shown)] {
+		names = append(names, fmt.Sprintf("%q", h))
+	}
+	s := word + " " + strings.Join(names, ", ")
+	if len(hs) > shown {
+		s += fmt.Sprintf(" and %d more", len(hs)-shown)
+	}
+	return s
+}
+
+// lookPrograms finds on PATH every program that p's hosts run on this
+// machine in phases (every phase when none is given): the local steps, and
+// the local commands streamed into target steps.
+func lookPrograms(p *plannedRun, phases ...string) error {
+	var order []string
+	uses := map[string]*missingProgram{}
+	for i := range p.hosts {
+		h := &p.hosts[i]
+		plans, err := rollout.Plan(rollout.Targets(p.d.Name, p.hosts[i:i+1]), p.backends)
+		if err != nil {
+			return fmt.Errorf("plan host %q: %w", h.Name, err)
+		}
+		for _, s := range plans[0] {
+			if len(phases) > 0 && !slices.Contains(phases, s.Phase) {
+				continue
+			}
+			var progs []string
+			if s.On == backend.OnLocal && len(s.Argv) > 0 {
+				progs = append(progs, s.Argv[0])
+			}
+			if len(s.StdinFrom) > 0 {
+				progs = append(progs, s.StdinFrom[0])
+			}
+			for _, name := range progs {
+				u := uses[name]
+				if u == nil {
+					u = &missingProgram{name: name, phase: s.Phase}
+					uses[name] = u
+					order = append(order, name)
+				}
+				if len(u.hosts) == 0 || u.hosts[len(u.hosts)-1] != h.Name {
+					u.hosts = append(u.hosts, h.Name)
+				}
+			}
+		}
+	}
+	var missing missingProgramsError
+	for _, name := range order {
+		if _, err := exec.LookPath(name); err != nil {
+			u := uses[name]
+			u.err = err
+			missing = append(missing, *u)
+		}
+	}
+	if len(missing) > 0 {
+		return missing
+	}
+	return nil
+}
