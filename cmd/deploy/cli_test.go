@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -190,6 +191,30 @@ func TestEvalInstantiateFillsDerivations(t *testing.T) {
 		}
 	}
 	t.Errorf("no nix-realise batch in %+v", p.Batches)
+}
+
+// A system that does not evaluate is the host's failure, as in deploy and
+// deploy build (exit 1), not the deployer's (exit 3).
+func TestEvalInstantiateBrokenSystem(t *testing.T) {
+	if _, err := os.Stat("/nix/store"); err != nil {
+		skipOrFail(t, "no nix store on this machine")
+	}
+	dst := t.TempDir()
+	if out, err := exec.Command("cp", "-r", "../../examples/forum/.", dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy example: %v: %s", err, out)
+	}
+	file := filepath.Join(dst, "nix", "forum.nix")
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, append([]byte(`builtins.throw "broken on purpose" `), src...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := deploy(t, filepath.Join(dst, "production"), "eval", "--instantiate", "--json", "--on", "lb")
+	if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "forum.nix") || !strings.Contains(r.stderr, `"lb"`) {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 1 and nix's error for lb", r.code, r.stdout, r.stderr)
+	}
 }
 
 func TestEvalInstantiateGuixWithoutGuix(t *testing.T) {

@@ -60,8 +60,9 @@ func (c *evalCmd) Run(e *env) error {
 		if err := lookPrograms(p, backend.PhaseEval); err != nil {
 			return err
 		}
-		if err := errors.Join(rollout.Instantiate(e.ctx, hosts.Local{}, ts, bs)...); err != nil {
-			return fmt.Errorf("instantiate: %w", err)
+		if errs := rollout.Instantiate(e.ctx, hosts.Local{}, ts, bs); errors.Join(errs...) != nil {
+			reportEvalErrors(e, ts, errs)
+			return errFailed
 		}
 	}
 	plans, err := rollout.Plan(ts, bs)
@@ -94,6 +95,27 @@ func (c *evalCmd) Run(e *env) error {
 		return streamPlan(e, out)
 	}
 	return printPlan(e, out)
+}
+
+// reportEvalErrors logs the hosts whose systems did not evaluate, as deploy
+// and deploy build report them: a host failed (exit 1), not the deployer.
+// One error shared by a batch's hosts is said once, naming them all.
+func reportEvalErrors(e *env, ts []*backend.Target, errs []error) {
+	var order []string
+	byMsg := map[string][]string{}
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		msg := err.Error()
+		if _, ok := byMsg[msg]; !ok {
+			order = append(order, msg)
+		}
+		byMsg[msg] = append(byMsg[msg], ts[i].Host.Name)
+	}
+	for _, msg := range order {
+		e.log.Error().Strs("hosts", byMsg[msg]).Str("phase", backend.PhaseEval).Msg(msg)
+	}
 }
 
 func printPlan(e *env, p planJSON) error {
