@@ -464,6 +464,13 @@ func (l *loader) nearest(path []string) Pos {
 
 // valuePos is where the user wrote v, or the zero Pos.
 func (l *loader) valuePos(v cue.Value, path []string) Pos {
+	// A scalar is shown where it was written, though it reached the
+	// field through a reference (address: s.address).
+	if k := v.IncompleteKind(); v.Err() == nil && v.IsConcrete() && k&(cue.StructKind|cue.ListKind) == 0 {
+		if p := v.Pos(); p.IsValid() && !l.isSchema(p.Filename()) {
+			return l.pos(p)
+		}
+	}
 	// A value made of several conjuncts (a host from a comprehension and a
 	// pattern constraint) is shown where the user wrote it literally.
 	if op, args := v.Expr(); op == cue.AndOp {

@@ -8,6 +8,7 @@ package eval
 import (
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,13 +16,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/cuecontext"
 	"cuelang.org/go/cue/load"
+	"golang.org/x/crypto/ssh"
 
 	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/hosts"
 	"cuedeploy.dev/cuedeploy/modules"
 	"cuedeploy.dev/cuedeploy/schema"
 )
@@ -315,8 +319,29 @@ func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema
 		}
 		h.Timeout = t
 	}
+	if msg := addressProblem(h.Address); msg != "" && !broken["address"] {
+		fail(msg, "address")
+	}
 	if h.SSH.IdentityFile != "" {
 		h.SSH.IdentityFile = resolve(at("ssh", "identityFile"), h.SSH.IdentityFile)
+		if !l.exists(h.SSH.IdentityFile) {
+			fail(fmt.Sprintf("identity file %q does not exist", relFile(l.wd, h.SSH.IdentityFile)), "ssh", "identityFile")
+		}
+	}
+	if h.SSH.HostKey != "" {
+		// As the transport reads it when it connects.
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.SSH.HostKey)); err != nil {
+			why := err.Error()
+			if _, inner, ok := strings.Cut(why, "last parsing error for ignored line: "); ok {
+				why = inner // the one line given was ignored for this
+			}
+			fail(fmt.Sprintf("host key %q does not parse (%s): expected the host's public key, as in its /etc/ssh/ssh_host_ed25519_key.pub", h.SSH.HostKey, why), "ssh", "hostKey")
+		}
+	}
+	if h.SSH.JumpHost != "" {
+		if err := hosts.CheckJumpHost(h.SSH.JumpHost); err != nil {
+			fail(err.Error(), "ssh", "jumpHost")
+		}
 	}
 	switch {
 	case r.Nix != nil && r.Guix != nil:
@@ -375,6 +400,31 @@ func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema
 	return h, errs
 }
 
+// addressProblem says why address cannot be dialed as it is, or "". The
+// transport joins it with ssh.port, so it must be a host alone: a DNS name
+// or an IP address (an IPv6 one without brackets).
+func addressProblem(address string) string {
+	switch {
+	case address == "":
+		return "" // the schema's to report
+	case strings.HasPrefix(address, "-"):
+		return fmt.Sprintf("address %q starts with '-': expected a DNS name or IP address", address)
+	case strings.ContainsFunc(address, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		return fmt.Sprintf("address %q contains a space: expected a DNS name or IP address", address)
+	case strings.Contains(address, "@"):
+		return fmt.Sprintf("address %q includes a user: give the address alone and the user as ssh.user", address)
+	case strings.Contains(address, ":"):
+		if _, err := netip.ParseAddr(address); err == nil {
+			return "" // IPv6
+		}
+		if _, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(address, "["), "]")); err == nil {
+			return fmt.Sprintf("address %q has brackets: write an IPv6 address without them", address)
+		}
+		return fmt.Sprintf("address %q includes a port: give the address alone and the port as ssh.port", address)
+	}
+	return ""
+}
+
 // checkBroken runs checkHost on the sound fields of each host of a
 // deployment that did not validate, so that all problems show at once.
 func (l *loader) checkBroken(dep cue.Value) Errors {
@@ -401,11 +451,15 @@ func (l *loader) checkBroken(dep cue.Value) Errors {
 		part("address", &r.Address)
 		part("timeout", &r.Timeout)
 		part("activation", &r.Activation)
-		var ssh struct {
+		var sshPart struct {
 			IdentityFile string `json:"identityFile"`
+			HostKey      string `json:"hostKey"`
+			JumpHost     string `json:"jumpHost"`
 		}
-		if part("ssh", &ssh) && !broken["ssh"] {
-			r.SSH.IdentityFile = ssh.IdentityFile
+		if part("ssh", &sshPart) && !broken["ssh"] {
+			r.SSH.IdentityFile = sshPart.IdentityFile
+			r.SSH.HostKey = sshPart.HostKey
+			r.SSH.JumpHost = sshPart.JumpHost
 		}
 		var nx schema.Nix
 		if part("nix", &nx) {

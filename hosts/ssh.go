@@ -288,6 +288,14 @@ type jumpHost struct {
 	Port    int
 }
 
+// CheckJumpHost returns the error Dial would give for the jump host s,
+// "[user@]host[:port]", or nil: a deployment is checked with the same
+// parser before any host is touched.
+func CheckJumpHost(s string) error {
+	_, err := parseJumpHost(s, DefaultUser)
+	return err
+}
+
 // parseJumpHost parses "[user@]host[:port]".
 func parseJumpHost(s, defaultUser string) (jumpHost, error) {
 	j := jumpHost{User: defaultUser, Port: DefaultPort}
