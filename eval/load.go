@@ -483,8 +483,13 @@ func isLocalFlake(ref string) bool {
 	return ref == "." || strings.HasPrefix(ref, "./") || strings.HasPrefix(ref, "../") || strings.HasPrefix(ref, "/")
 }
 
-// resolve makes p absolute against dir.
+// resolve makes p absolute against dir; ~/ is the user's home directory.
 func resolve(dir, p string) string {
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, rest)
+		}
+	}
 	if filepath.IsAbs(p) {
 		return filepath.Clean(p)
 	}

@@ -2,6 +2,7 @@ package eval
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,5 +85,31 @@ func TestMissingDirectory(t *testing.T) {
 	var errs Errors
 	if !errors.As(err, &errs) || !strings.Contains(err.Error(), "testdata/no-such-dir") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// An identity file under ~/ is in the home directory of the user running
+// deploy, as ssh reads it.
+func TestIdentityFileUnderHome(t *testing.T) {
+	home, dir := t.TempDir(), t.TempDir()
+	t.Setenv("HOME", home)
+	if err := os.WriteFile(filepath.Join(home, "deploy_key"), []byte("key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := `package d
+name: "t"
+hosts: web: {address: "10.0.0.1", ssh: identityFile: "~/deploy_key", nix: {file: "s.nix", attribute: "a"}}
+`
+	for name, body := range map[string]string{"d.cue": src, "s.nix": "{}"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := Load(Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if got, want := d.Hosts[0].SSH.IdentityFile, filepath.Join(home, "deploy_key"); got != want {
+		t.Errorf("identityFile %q, want %q", got, want)
 	}
 }
