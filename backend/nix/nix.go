@@ -188,6 +188,11 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		id := batchID(len(g.targets) > 1, fmt.Sprintf("nix-eval-%d", k+1))
 		for _, i := range g.targets {
 			plans[i] = append(plans[i], backend.Step{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: g.argv, Batch: id})
+			if id != "" {
+				one := ts[i : i+1]
+				plans[i] = append(plans[i], backend.Step{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: b.groups(one)[0].argv,
+					When: "the batch failed: each host alone, so that only a host whose system does not evaluate fails"})
+			}
 		}
 	}
 	batch := len(ts) > 1
