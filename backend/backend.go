@@ -69,6 +69,9 @@ type Step struct {
 	// When says under which condition the step runs, for steps that do not
 	// always run ("missing paths", "activation failed", ...).
 	When string `json:"when,omitempty"`
+	// Note says what a step means for this host in particular, where the
+	// step itself is shared (a batch): when the host goes on from it.
+	Note string `json:"note,omitempty"`
 	// Continues is true for a step that is more input to the process the
 	// previous target step started (the same session), not a new command.
 	Continues bool `json:"continues,omitempty"`

@@ -200,6 +200,10 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 	realise := b.opts.realiseArgv(localDrvs)
 	closures := b.opts.pathInfoArgv(roots)
 	serve := b.opts.localServeArgv()
+	// One string for every host: a copy per host would make the plan grow
+	// with the square of the fleet.
+	serveStdin := "query-valid-paths " + strings.Join(roots, " ") + " (every " + buildPoll.String() + " until the build has ended); " +
+		"query-closure, query-path-infos of each system built, when its host goes on"
 	for i, t := range ts {
 		drv := orPlace(t.Drv, backend.PlaceDrv)
 		out := orPlace(t.Out, backend.PlaceOut)
@@ -211,8 +215,7 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		}
 		s = append(s,
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: serve, Batch: batchID(batch, "nix-closures"),
-				Stdin: "query-valid-paths " + strings.Join(roots, " ") + " (every " + buildPoll.String() + " until the build has ended); " +
-					"query-closure, query-path-infos of each system built, when its host goes on: " + handOn(t)},
+				Stdin: serveStdin, Note: "goes on " + handOn(t)},
 			backend.Step{Phase: backend.PhaseBuild, On: backend.OnLocal, Argv: closures, Batch: batchID(batch, "nix-path-info"),
 				When: "the local nix-store --serve fails"},
 			backend.Step{Phase: backend.PhaseConnect, On: backend.OnTarget, Root: true, Argv: stateServeArgv(goal, out, t.Host.Build != "target")})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,4 +271,36 @@ func skipOrFail(t *testing.T, why string) {
 		t.Fatalf("CI is set, so not skipping: %s", why)
 	}
 	t.Skip(why)
+}
+
+// The plan of a fleet grows with the fleet, not with its square: what a
+// batch runs is said once, not in every host's steps.
+func TestEvalJSONGrowsLinearly(t *testing.T) {
+	dir := t.TempDir()
+	src := `package fleet
+
+import "list"
+
+name: "linear"
+_n: int @tag(n,type=int)
+hosts: {for i in list.Range(0, _n, 1) {
+	"host-\(i)": {address: "10.0.\(div(i, 250)).\(mod(i, 250)+1)", nix: {file: "s.nix", attribute: "host-\(i)"}}
+}}
+`
+	for name, body := range map[string]string{"fleet.cue": src, "s.nix": "{}"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := map[int]int{}
+	for _, n := range []int{200, 400} {
+		r := deploy(t, dir, "-t", fmt.Sprintf("n=%d", n), "eval", "--json")
+		if r.code != 0 {
+			t.Fatalf("eval of %d hosts: exit %d: %s", n, r.code, r.stderr)
+		}
+		size[n] = len(r.stdout)
+	}
+	if ratio := float64(size[400]) / float64(size[200]); ratio > 2.2 {
+		t.Errorf("the plan of 400 hosts is %.2fx that of 200 (%d bytes against %d), want about 2x", ratio, size[400], size[200])
+	}
 }

@@ -37,6 +37,7 @@ type batchJSON struct {
 	Phase string   `json:"phase"`
 	On    string   `json:"on"`
 	Argv  []string `json:"argv"`
+	Stdin string   `json:"stdin,omitempty"`
 	Hosts []string `json:"hosts"`
 }
 
@@ -81,10 +82,12 @@ func (c *evalCmd) Run(e *env) error {
 			if !ok {
 				b = len(out.Batches)
 				batches[s.Batch] = b
-				out.Batches = append(out.Batches, batchJSON{ID: s.Batch, Phase: s.Phase, On: s.On, Argv: s.Argv})
+				out.Batches = append(out.Batches, batchJSON{ID: s.Batch, Phase: s.Phase, On: s.On, Argv: s.Argv, Stdin: s.Stdin})
 			}
 			out.Batches[b].Hosts = append(out.Batches[b].Hosts, h.Name)
-			plans[i][k].Argv = nil
+			// What the batch runs is said once, in batches: per host it
+			// would grow with the square of the fleet.
+			plans[i][k].Argv, plans[i][k].Stdin = nil, ""
 		}
 		out.Hosts = append(out.Hosts, hostPlanJSON{
 			hostJSON: newHostJSON(h), Build: h.Build, Activation: h.Activation,
@@ -124,7 +127,11 @@ func printPlan(e *env, p planJSON) error {
 		fmt.Fprintf(e.stdout, "\nbatched steps (one process for several hosts):\n")
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		for _, b := range p.Batches {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", b.ID, b.Phase, b.On, hosts.ShellJoin(b.Argv))
+			cmd := hosts.ShellJoin(b.Argv)
+			if b.Stdin != "" {
+				cmd += " < " + b.Stdin
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", b.ID, b.Phase, b.On, cmd)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -159,6 +166,9 @@ func printPlan(e *env, p planJSON) error {
 			var notes []string
 			if s.When != "" {
 				notes = append(notes, "if "+s.When)
+			}
+			if s.Note != "" {
+				notes = append(notes, s.Note)
 			}
 			note := ""
 			if len(notes) > 0 {
