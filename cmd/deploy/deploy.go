@@ -141,6 +141,11 @@ func printResults(w io.Writer, rs []rollout.Result, buildOnly bool) error {
 	sort.Strings(parts)
 	fmt.Fprintf(w, "\n%d host%s: %s\n", len(rs), plural(len(rs)), strings.Join(parts, ", "))
 	for _, r := range rs {
+		if r.Goal == "dry-activate" && r.Output != "" {
+			fmt.Fprintf(w, "\n%s would change (dry-activate):\n  %s\n", r.Host, strings.ReplaceAll(r.Output, "\n", "\n  "))
+		}
+	}
+	for _, r := range rs {
 		if r.Error != "" {
 			fmt.Fprintf(w, "\n%s (%s, phase %s):\n  %s\n", r.Host, r.Status, r.Phase, strings.ReplaceAll(r.Error, "\n", "\n  "))
 		}

@@ -312,6 +312,16 @@ func TestDeployForumOnLocalFleet(t *testing.T) {
 		if s := state(t, h); res["forum-2"].Status != rollout.Deployed || s.current != before.current || s.profile != before.profile {
 			t.Errorf("dry-activate: status %q, state %+v; want nothing changed", res["forum-2"].Status, s)
 		}
+		// What would change is shown: the example's stand-in prints it as
+		// NixOS's switch-to-configuration does, to standard error.
+		would := "would activate the configuration... (/run/current-system -> " + res["forum-2"].System + ")"
+		if !strings.Contains(res["forum-2"].Output, would) {
+			t.Errorf("dry-activate: output %q, want it to say %q", res["forum-2"].Output, would)
+		}
+		if r := deploy(t, dir, "-t", "release=4", "--on", "forum-2", "--goal", "dry-activate"); r.code != 0 ||
+			!strings.Contains(r.stdout, "forum-2 would change (dry-activate):\n  "+would) {
+			t.Errorf("dry-activate, text: exit %d, stdout:\n%s\nwant what would change under the host", r.code, r.stdout)
+		}
 
 		_, res = deployJSONRun(t, dir, "-t", "release=4", "--on", "forum-2", "--goal", "boot")
 		s := state(t, h)
