@@ -111,6 +111,19 @@ func TestHostsSelection(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "forum-1, forum-2") {
 		t.Errorf("unmatched glob: exit %d, stderr %q; want 2 listing the host names", r.code, r.stderr)
 	}
+	// Bad selectors are bad input: exit 2, nothing touched. An empty --on
+	// (an unset variable) is not the whole fleet.
+	for _, c := range []struct{ on, says string }{
+		{"", "--on is empty; leave it out to select every host"},
+		{"forum-1,,lb", "empty term"},
+		{"[abc", "syntax error in pattern"},
+		{"tag:forum,!forum-*", "leaves no host"},
+	} {
+		r = deploy(t, prod, "hosts", "--on", c.on)
+		if r.code != 2 || !strings.Contains(r.stderr, c.says) {
+			t.Errorf("--on %q: exit %d, stderr %q; want 2 saying %q", c.on, r.code, r.stderr, c.says)
+		}
+	}
 }
 
 func TestEvalJSONIsThePlan(t *testing.T) {

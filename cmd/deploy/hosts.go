@@ -12,7 +12,9 @@ import (
 
 // selection are the flags that pick hosts.
 type selection struct {
-	On string `name:"on" placeholder:"SELECTOR" help:"Hosts to act on: comma-separated NAME, GLOB or tag:TAG, each may start with '!' to exclude. Default: every host."`
+	// On is nil when --on is not given: every host. An empty --on (say
+	// --on "$UNSET") is an error, not the whole fleet.
+	On *string `name:"on" placeholder:"SELECTOR" help:"Hosts to act on: comma-separated NAME, GLOB or tag:TAG, each may start with '!' to exclude. Default: every host."`
 }
 
 // selected loads the deployment and applies the selector.
@@ -21,7 +23,13 @@ func (s selection) selected(e *env) (*schema.Deployment, []schema.Host, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	hs, err := eval.Select(d, s.On)
+	sel := ""
+	if s.On != nil {
+		if sel = *s.On; strings.TrimSpace(sel) == "" {
+			return nil, nil, &eval.SelectError{Term: sel, Reason: "--on is empty; leave it out to select every host"}
+		}
+	}
+	hs, err := eval.Select(d, sel)
 	if err != nil {
 		return nil, nil, err
 	}
