@@ -29,13 +29,14 @@ const (
 	Deployed   Status = "deployed"    // the host reached its goal with a new system
 	Unchanged  Status = "unchanged"   // the host already had the system; nothing was done
 	Built      Status = "built"       // deploy build: the system was built
+	Evaluated  Status = "evaluated"   // deploy build: the system evaluated; the host builds it (build: "target")
 	Failed     Status = "failed"      // the host did not reach its goal
 	RolledBack Status = "rolled-back" // activation failed and the host is back on its previous system
 	Cancelled  Status = "cancelled"   // --fail-fast stopped the run before this host finished
 )
 
 // OK reports whether the status means the host reached what was asked.
-func (s Status) OK() bool { return s == Deployed || s == Unchanged || s == Built }
+func (s Status) OK() bool { return s == Deployed || s == Unchanged || s == Built || s == Evaluated }
 
 // Result is one host's outcome.
 type Result struct {
@@ -219,7 +220,7 @@ func Run(ctx context.Context, req Request) []Result {
 			case buildErrs[i] != nil:
 				setFailed(r, backend.PhaseBuild, buildErrs[i])
 			case t.Host.Build == "target":
-				r.Status = Built // evaluated; the host builds it
+				r.Status = Evaluated // the host builds it: nothing was built here
 			default:
 				r.Status, r.Phase = Built, backend.PhaseBuild
 			}

@@ -348,10 +348,14 @@ func TestBuildOnlyTouchesNoHost(t *testing.T) {
 		t.Error("deploy build dialled a host")
 		return nil, errors.New("no")
 	}
-	for _, r := range Run(context.Background(), req) {
-		if r.Status != Built || r.System == "" {
-			t.Errorf("%s: %s %q, want built with a system path", r.Host, r.Status, r.System)
-		}
+	req.Hosts[1].Build = "target"
+	rs := byHost(Run(context.Background(), req))
+	if r := rs["h01"]; r.Status != Built || r.System == "" {
+		t.Errorf("h01: %s %q, want built with a system path", r.Status, r.System)
+	}
+	// A host that builds its own system is not said to be built here.
+	if r := rs["h02"]; r.Status != Evaluated || !r.Status.OK() || r.System == "" {
+		t.Errorf("h02 (build: target): %s %q, want evaluated, with its system path", r.Status, r.System)
 	}
 }
 
