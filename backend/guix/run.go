@@ -19,12 +19,14 @@ import (
 // guix program.
 var ErrNoGuix = errors.New("guix not found on PATH")
 
-// errNoGuixHelp explains ErrNoGuix to the user. Every Guix host is evaluated on
-// the deployer, even with build: "target", so there is no setting that
-// avoids it.
-var errNoGuixHelp = fmt.Errorf("%w: Guix hosts are evaluated on the deployer (guix system build -d), "+
-	"even with build: \"target\"; install GNU Guix on the deployer (https://guix.gnu.org/manual/en/html_node/Installation.html), "+
-	"or run `deploy eval` without --instantiate to see the plan with placeholders", ErrNoGuix)
+// InstallHint explains a missing guix to the user. Every Guix host is
+// evaluated on the deployer, even with build: "target", so there is no
+// setting that avoids it.
+const InstallHint = "Guix hosts are evaluated on the deployer (guix system build -d), " +
+	"even with build: \"target\"; install GNU Guix on the deployer (https://guix.gnu.org/manual/en/html_node/Installation.html), " +
+	"or run `deploy eval` without --instantiate to see the plan with placeholders"
+
+var errNoGuixHelp = fmt.Errorf("%w: %s", ErrNoGuix, InstallHint)
 
 func phase(p string, err error) error {
 	if err == nil {

@@ -241,8 +241,9 @@ func TestEvalInstantiateGuixWithoutGuix(t *testing.T) {
 		}
 	}
 	r := deploy(t, "../../examples/forum/mixed", "eval", "--instantiate", "--on", "lb")
-	if r.code != 3 || !strings.Contains(r.stderr, `"guix" not found on PATH: this machine runs it at eval for host "lb"`) {
-		t.Errorf("exit %d, stderr %q; want 3 saying guix is missing", r.code, r.stderr)
+	if r.code != 3 || !strings.Contains(r.stderr, `"guix" not found on PATH: this machine runs it at eval for host "lb"`) ||
+		!strings.Contains(r.stderr, "Guix hosts are evaluated on the deployer") {
+		t.Errorf("exit %d, stderr %q; want 3 saying guix is missing and why it is needed here", r.code, r.stderr)
 	}
 }
 
@@ -259,7 +260,8 @@ func TestWithoutNix(t *testing.T) {
 	} {
 		r := deploy(t, prod, args...)
 		want := `deploy: "nix-instantiate" not found on PATH: this machine runs it at eval for hosts "forum-1", "lb"`
-		if r.code != 3 || !strings.HasPrefix(r.stderr, want) || !strings.Contains(r.stderr, "nothing was touched") || r.stdout != "" {
+		if r.code != 3 || !strings.HasPrefix(r.stderr, want) || !strings.Contains(r.stderr, "nothing was touched") || r.stdout != "" ||
+			!strings.Contains(r.stderr, "apt-get install nix-bin") {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 3 and only %q...", strings.Join(args, " "), r.code, r.stdout, r.stderr, want)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/backend/guix"
 	"cuedeploy.dev/cuedeploy/backend/rollout"
 )
 
@@ -45,9 +46,25 @@ func (e missingProgramsError) Error() string {
 			why = m.err.Error()
 		}
 		fmt.Fprintf(&b, "%q %s: this machine runs it at %s for %s", m.name, why, m.phase, someHosts(m.hosts))
+		if hint := installHint(m.name); hint != "" {
+			b.WriteString("\n    " + hint)
+		}
 	}
 	b.WriteString("\n  nothing was touched: install what is missing on this machine, or fix PATH")
 	return b.String()
+}
+
+// installHint says how to get a missing program, where there is more to say
+// than its name.
+func installHint(program string) string {
+	switch {
+	case program == "guix":
+		return guix.InstallHint
+	case strings.HasPrefix(program, "nix"):
+		return "Nix hosts are evaluated and built on the deployer (with build: \"target\", evaluated); install Nix on it " +
+			"(Debian: apt-get install nix-bin), or run `deploy eval` without --instantiate to see the plan"
+	}
+	return ""
 }
 
 // someHosts names the first hosts of hs and counts the rest.
