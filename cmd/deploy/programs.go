@@ -46,8 +46,12 @@ func (e missingProgramsError) Error() string {
 			why = m.err.Error()
 		}
 		fmt.Fprintf(&b, "%q %s: this machine runs it at %s for %s", m.name, why, m.phase, someHosts(m.hosts))
-		if hint := installHint(m.name); hint != "" {
-			b.WriteString("\n    " + hint)
+	}
+	var hints []string
+	for _, m := range e {
+		if h := installHint(m.name); h != "" && !slices.Contains(hints, h) {
+			hints = append(hints, h)
+			b.WriteString("\n  " + h)
 		}
 	}
 	b.WriteString("\n  nothing was touched: install what is missing on this machine, or fix PATH")
