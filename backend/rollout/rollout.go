@@ -91,7 +91,8 @@ type Request struct {
 	// host sets its own.
 	Timeout time.Duration
 	// BuildOnly stops after the local build (deploy build); hosts built on
-	// the target are only evaluated.
+	// the target are only evaluated. It dials no host, so Dial, Parallel,
+	// Timeout and FailFast are not used.
 	BuildOnly bool
 	Observer  Observer
 }
