@@ -146,23 +146,28 @@ func stateArgv() []string { return []string{"sh", "-c", stateScript} }
 // which may come after the deployer's build has ended:
 //
 //   - "serve": it prints "serve" and runs nix-store --serve --write: the
-//     same session says which paths the host lacks and receives them;
-//   - "go": the deployer has copied the paths some other way.
+//     same session says which paths the host lacks and receives them, and
+//     ends with it (the activation is a session of its own,
+//     activateArgv);
+//   - "go": the deployer has copied the paths through the host's daemon
+//     and now activates: with activate the session prints "activate" and
+//     activates (activateScript), one session from state to activation.
 //
-// With activate it then prints "activate" and activates (activateScript):
-// one session from state to activation.
+// So nothing on the host changes but its store until the deployer says
+// "go" (or starts the activation's own session), which it does only once
+// nothing may stop the host any more.
 //
-// Waiting holds nothing. From "serve" on it holds the GC lock shared until
-// the profile has its new generation, as every nix process adding roots
-// does: a garbage collection cannot start in between, and one running is
-// waited for.
+// Waiting holds nothing. From "serve" on it holds the GC lock shared, as
+// every nix process adding roots does; after "go" the daemon connection
+// holds the copied closure as temporary roots until the profile has its
+// new generation.
 func stateServeArgv(goal, system string, activate bool) []string {
 	script := stateScript + `; case "$1" in ` +
 		`switch) [ "$c" = "$2" ] && [ "$p" = "$2" ] && exit 0 ;; ` +
 		`boot) [ "$p" = "$2" ] && exit 0 ;; ` +
 		`test) [ "$c" = "$2" ] && exit 0 ;; ` +
 		`esac; echo wait; read -r how || exit; case $how in ` +
-		`serve) exec 8>>` + gcLock + ` && flock -s 8 || exit; echo serve; ` + hosts.ShellJoin(serveArgv()) + ` || exit ;; ` +
+		`serve) exec 8>>` + gcLock + ` && flock -s 8 || exit; echo serve; exec ` + hosts.ShellJoin(serveArgv()) + ` ;; ` +
 		`go) ;; *) exit 2 ;; esac`
 	if activate {
 		script += `; echo activate; ` + activateScript(goal)
@@ -198,10 +203,22 @@ func setProfileScript(profile string) string {
 		`ln -sfn "${P##*/}-$n-link" "$P" || exit`
 }
 
-// activateArgv reaches goal with system in one round trip, in its own
-// session (after a build on the host).
-func activateArgv(system, goal string) []string {
+// sessionActivateArgv is what the state session runs after "go" (see
+// stateServeArgv), shown as a command of its own.
+func sessionActivateArgv(system, goal string) []string {
 	return []string{"sh", "-c", activateScript(goal), "sh", goal, system}
+}
+
+// activateArgv reaches goal with system in one round trip, in its own
+// session (after a copy through nix-store --serve, or a build on the
+// host). It holds the GC lock shared until the profile has the new
+// generation, and refuses a system that is not (or no longer) in the
+// host's store.
+func activateArgv(system, goal string) []string {
+	script := `exec 8>>` + gcLock + ` && flock -s 8 || exit; ` +
+		`[ -e "$2" ] || { echo "$2 is not in the host's store (collected since the copy?): deploy again" >&2; exit 1; }; ` +
+		activateScript(goal)
+	return []string{"sh", "-c", script, "sh", goal, system}
 }
 
 // switchArgv runs the system's activation for goal.

@@ -31,7 +31,7 @@ type Backend struct {
 	// info is what the local store records of the paths closures found.
 	info map[string]pathInfo
 	// open are the sessions State started, waiting for Push, and those
-	// Push left activating, for Activate.
+	// Push left waiting for Activate's "go".
 	open map[*backend.Target]*openCopy
 	// nars keeps the archives several hosts lack, for the run.
 	nars *narCache
@@ -44,8 +44,8 @@ type Backend struct {
 // Push, then, when it activates too, its activation until Activate.
 type openCopy struct {
 	s         *serveSession
-	activates bool // the session goes on to activate once the copy is done
-	pushed    bool // Push has copied: the session is activating
+	activates bool // the session activates when told "go"
+	pushed    bool // Push has copied through the daemon: the session waits for "go"
 	// daemon, when the host's nix daemon can take the copy, is open from
 	// State until the activation has ended: its worker holds the closure
 	// as temporary GC roots until the profile refers to it.
@@ -97,6 +97,9 @@ func (b *Backend) unshare(t *backend.Target) {
 // Finish implements backend.Finisher: a host that ends without copying
 // (unchanged, or failed before) lets go of the archives kept for it.
 func (b *Backend) Finish(t *backend.Target) {
+	if oc := b.release(t); oc != nil {
+		oc.end() // a host stopped before it activated: its session waits
+	}
 	b.unshare(t)
 	b.mu.Lock()
 	b.finished[t] = true
@@ -231,8 +234,17 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		if t.Host.Build == "target" {
 			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnTarget, Root: true, Argv: remoteRealiseArgv(drv), When: when})
 		}
-		s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), When: when,
-			Continues: t.Host.Build != "target"})
+		if b.usesDaemon(t) {
+			// After a copy through the daemon the waiting session
+			// activates when told "go"; otherwise a session of its own.
+			s = append(s,
+				backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: sessionActivateArgv(out, goal), Stdin: "go",
+					When: when + " and the copy went through the host's nix daemon", Continues: true},
+				backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal),
+					When: when + " and the copy went through nix-store --serve"})
+		} else {
+			s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), When: when})
+		}
 		for _, r := range rollbackArgvs(goal, backend.PlacePrevious, backend.PlacePreviousPath, backend.PlaceFailedGen) {
 			s = append(s, backend.Step{Phase: backend.PhaseRollback, On: backend.OnTarget, Root: true, Argv: r, When: "activation failed"})
 		}
@@ -915,11 +927,15 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 		}
 	}
 	if oc != nil && oc.daemon != nil {
-		// Through the host's daemon, then "go" to the waiting session;
-		// if the daemon fails, nix-store --serve in the same session.
+		// Through the host's daemon; the session waits until Activate
+		// says "go". If the daemon fails, nix-store --serve in the same
+		// session.
 		missing, err := b.send(ctx, local, oc.daemon, closure, t.Host.Substitute, &stats)
 		if err == nil {
-			return stats, b.activating(t, oc, missing, &stats, "go")
+			stats.Paths = len(missing)
+			oc.pushed = true
+			b.keep(t, oc)
+			return stats, nil
 		}
 		oc.dropDaemon()
 	}
@@ -935,19 +951,13 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 		s.wait()
 		return stats, err
 	}
-	if !oc.activates {
-		if err := s.wait(); err != nil {
-			return stats, err
-		}
-		stats.Paths = len(missing)
-		return stats, nil
-	}
-	// The end of its input ends nix-store --serve; the session says
-	// "activate" once it has, and goes on with the activation.
-	if err := s.closeInput(); err != nil {
+	// The end of its input ends nix-store --serve and the session; the
+	// activation is a session of its own.
+	if err := s.wait(); err != nil {
 		return stats, err
 	}
-	return stats, b.activating(t, oc, missing, &stats, "")
+	stats.Paths = len(missing)
+	return stats, nil
 }
 
 // hostStore is a way into a host's store: its nix daemon or its
@@ -982,21 +992,6 @@ func (b *Backend) send(ctx context.Context, local hosts.Executor, hs hostStore, 
 	return missing, nil
 }
 
-// activating waits for the session to say "activate" (after say, when
-// set) and leaves it to Activate.
-func (b *Backend) activating(t *backend.Target, oc *openCopy, copied []string, stats *backend.CopyStats, say string) error {
-	s := oc.s
-	if err := s.expect(say, "activate"); err != nil {
-		oc.end()
-		return err
-	}
-	s.shows = switchArgv(t.Out, t.Host.Activation)
-	stats.Paths = len(copied)
-	oc.pushed = true
-	b.keep(t, oc)
-	return nil
-}
-
 // usesDaemon reports whether t's copy tries the host's nix daemon first:
 // for a system built here, as root (sudo cannot reach the daemon as root).
 func (b *Backend) usesDaemon(t *backend.Target) bool {
@@ -1018,12 +1013,19 @@ func daemonStdin(substitute bool) string {
 // Activate implements backend.Backend.
 func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string) error {
 	if oc := b.release(t); oc != nil && oc.pushed && oc.activates && goal == t.Host.Activation {
-		// The session Push left is activating: its output is the
-		// activation's, its exit status the activation's.
+		// The session Push left waits for "go" (the copy went through
+		// the daemon): from "activate" on its output is the activation's,
+		// its exit status the activation's.
 		log := &hosts.OutputLog{}
 		oc.s.stderrTo(log)
-		io.Copy(log, oc.s.out)
-		err := oc.end()
+		err := oc.s.expect("go", "activate")
+		if err == nil {
+			oc.s.shows = switchArgv(t.Out, t.Host.Activation)
+			io.Copy(log, oc.s.out)
+			err = oc.end()
+		} else {
+			oc.end()
+		}
 		t.Output = log.String()
 		if err != nil {
 			return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
@@ -1058,6 +1060,9 @@ func (b *Backend) Rollback(ctx context.Context, remote hosts.Executor, t *backen
 	now, err := readState(ctx, remote)
 	if err != nil {
 		return err
+	}
+	if now == prev {
+		return nil // the activation stopped before it changed anything
 	}
 	argvs := rollbackArgvs(goal, strconv.Itoa(prev.Generation), prev.Profile, strconv.Itoa(now.Generation))
 	if now.Generation == prev.Generation {

@@ -1,0 +1,88 @@
+package nix
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/hosts"
+	"cuedeploy.dev/cuedeploy/hosts/fleet"
+	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
+	"cuedeploy.dev/cuedeploy/schema"
+)
+
+// TestPushLeavesTheHostAsItWas copies a system through the host's daemon
+// and through nix-store --serve, and stops there, as a run stopped by
+// --fail-fast does: the host has the paths, but no profile generation and
+// no running system, and its waiting session ends with Finish. Only
+// Activate changes what the host runs.
+func TestPushLeavesTheHostAsItWas(t *testing.T) {
+	needNix(t)
+	ctx := context.Background()
+	file, err := filepath.Abs("../../examples/forum/nix/forum.nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fleettest.Up(t, fleet.Config{Hosts: []string{"through-daemon", "through-serve"}})
+	for i, noDaemon := range []bool{false, true} {
+		h := f.Hosts[i]
+		t.Run(h.Name, func(t *testing.T) {
+			conn, err := hosts.Dial(ctx, hosts.DialOptions{Name: h.Name, Address: fleet.Address, Port: h.Port, IdentityFile: f.ClientKey, HostKey: h.HostKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir(), NoDaemon: noDaemon})
+			tg := &backend.Target{Host: &schema.Host{
+				Name: h.Name, Address: fleet.Address, Build: "local", Activation: "switch", SSH: schema.SSH{User: "root", Port: 22},
+				Nix: &schema.Nix{File: file, Attribute: "nixosConfigurations.forum-1.config.system.build.toplevel",
+					Args: map[string]string{"release": "push-only", "failActivation": "", "env": filepath.Base(t.TempDir())}},
+			}}
+			for _, err := range append(b.Instantiate(ctx, hosts.Local{}, []*backend.Target{tg}), b.Build(ctx, hosts.Local{}, []*backend.Target{tg})...) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			untouched := func(when string) {
+				t.Helper()
+				for _, p := range []string{"/run/current-system", Profile} {
+					if _, err := os.Lstat(h.Path(p)); !os.IsNotExist(err) {
+						t.Errorf("%s: the host has %s (%v), want none", when, p, err)
+					}
+				}
+			}
+			if _, err := b.State(ctx, conn, tg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Push(ctx, hosts.Local{}, conn, tg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(h.Path(tg.Out)); err != nil {
+				t.Errorf("after Push the system is not in the host's store: %v", err)
+			}
+			// Time for an activation that Push would have let start.
+			time.Sleep(500 * time.Millisecond)
+			untouched("after Push")
+			b.Finish(tg)
+			untouched("after Finish")
+
+			// The same host then deploys as usual: nothing left to copy.
+			if _, err := b.State(ctx, conn, tg); err != nil {
+				t.Fatal(err)
+			}
+			st, err := b.Push(ctx, hosts.Local{}, conn, tg)
+			if err != nil || st.Paths != 0 {
+				t.Fatalf("second Push: %d paths, %v; want none sent", st.Paths, err)
+			}
+			if err := b.Activate(ctx, conn, tg, "switch"); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := b.State(ctx, conn, tg); err != nil || !s.Reached("switch", tg.Out) {
+				t.Errorf("after Activate the host is in %+v (%v), want it to run %s", s, err, tg.Out)
+			}
+		})
+	}
+}
