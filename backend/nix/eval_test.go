@@ -2,6 +2,7 @@ package nix
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,5 +54,40 @@ in {
 		case !broken && (!strings.HasSuffix(tg.Drv, "-"+tg.Host.Name+".drv") || tg.Out == ""):
 			t.Errorf("%s: drv %q, out %q", tg.Host.Name, tg.Drv, tg.Out)
 		}
+	}
+}
+
+// A mistake every host shares is not evaluated once per host to say the
+// same thing: once the first hosts evaluated alone all fail with the
+// batch's error, the rest are given it as it is.
+func TestSharedEvalErrorIsNotRepeatedPerHost(t *testing.T) {
+	needNix(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hosts.nix")
+	src := `{ salt }: builtins.listToAttrs (map (n: { name = "h${toString n}"; value = throw "broken everywhere"; }) (builtins.genList (n: n) 12))`
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ts []*backend.Target
+	for i := range 12 {
+		name := fmt.Sprintf("h%d", i)
+		ts = append(ts, &backend.Target{Host: &schema.Host{
+			Name: name, Build: "local", Activation: "switch",
+			Nix: &schema.Nix{File: file, Attribute: name, Args: map[string]string{"salt": "x"}},
+		}})
+	}
+	b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir()})
+	noted := 0
+	for i, err := range b.Instantiate(context.Background(), hosts.Local{}, ts) {
+		if err == nil || !strings.Contains(err.Error(), "broken everywhere") {
+			t.Errorf("%s: %v, want the shared error", ts[i].Host.Name, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "not evaluated alone") {
+			noted++
+		}
+	}
+	if noted == 0 || noted > 12-sharedAfter {
+		t.Errorf("%d hosts were given the shared error unevaluated, want between 1 and %d", noted, 12-sharedAfter)
 	}
 }

@@ -296,7 +296,7 @@ func (b *Backend) Instantiate(ctx context.Context, local hosts.Executor, ts []*b
 	for _, g := range b.groups(ts) {
 		drvs, err := b.evaluate(ctx, local, g, ts)
 		if err != nil && len(g.targets) > 1 && ctx.Err() == nil {
-			b.evaluateEach(ctx, local, g, ts, errs)
+			b.evaluateEach(ctx, local, g, ts, errs, err)
 			continue
 		}
 		for k, i := range g.targets {
@@ -348,23 +348,58 @@ func setDrv(t *backend.Target, drvs []string, k int, err error) error {
 	return nil
 }
 
-// evaluateEach evaluates each of g's targets on its own, as many at once
-// as there are CPUs, after the batch failed: nix stops at the first
-// attribute that fails, so the batch's error may be one host's, and only
-// that host should fail with it.
-func (b *Backend) evaluateEach(ctx context.Context, local hosts.Executor, g *evalGroup, ts []*backend.Target, errs []error) {
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+// evaluateEach evaluates each of g's targets on its own after the batch
+// failed with batchErr: nix stops at the first attribute that fails, so
+// the batch's error may be one host's, and only that host should fail
+// with it. At most evalEachAtOnce run at once (a NixOS evaluation takes a
+// GB or two). A mistake every host shares would cost one evaluation per
+// host to say the same thing: once the first sharedAfter hosts have all
+// failed with the batch's own message, the rest are given it unevaluated.
+func (b *Backend) evaluateEach(ctx context.Context, local hosts.Executor, g *evalGroup, ts []*backend.Target, errs []error, batchErr error) {
+	var mu sync.Mutex
+	done, same := 0, 0
+	shared := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return done >= sharedAfter && same == done
+	}
+	sem := make(chan struct{}, min(runtime.GOMAXPROCS(0), evalEachAtOnce))
 	var wg sync.WaitGroup
 	for _, i := range g.targets {
+		sem <- struct{}{}
+		if shared() {
+			<-sem
+			errs[i] = fmt.Errorf("%s (not evaluated alone: the first %d hosts evaluated alone all failed with this)", nixSaid(batchErr), sharedAfter)
+			continue
+		}
 		wg.Go(func() {
-			sem <- struct{}{}
 			defer func() { <-sem }()
 			one := ts[i : i+1]
 			drvs, err := b.evaluate(ctx, local, b.groups(one)[0], one)
 			errs[i] = setDrv(ts[i], drvs, 0, err)
+			mu.Lock()
+			done++
+			if err != nil && nixSaid(err) == nixSaid(batchErr) {
+				same++
+			}
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
+}
+
+const (
+	evalEachAtOnce = 4
+	sharedAfter    = 4
+)
+
+// nixSaid is what a failed command said (its standard error), without the
+// command line, which names the attributes it evaluated.
+func nixSaid(err error) string {
+	if ee, ok := errors.AsType[*hosts.ExitError](err); ok && ee.Stderr != "" {
+		return ee.Stderr
+	}
+	return err.Error()
 }
 
 // evaluate runs one instantiation process and returns the .drv of each of
