@@ -40,6 +40,9 @@ type Options struct {
 	// WorkDir is where file names in errors are made relative to.
 	// Default: the working directory.
 	WorkDir string
+	// KeysOf names the hosts whose ssh.identityFile must exist: those a
+	// run connects to. Other commands (validate, eval, build) need no key.
+	KeysOf []string
 }
 
 // schemaFile is where the schema is overlaid inside the user's module; any
@@ -96,6 +99,7 @@ type loader struct {
 	stats         map[string]bool     // files known to exist, or not
 	// slowOnly turns the fast path off, for the tests that compare both.
 	slowOnly bool
+	keysOf   map[string]bool // Options.KeysOf
 }
 
 // exists reports whether file exists, asking the file system once per file:
@@ -113,7 +117,10 @@ func (l *loader) exists(file string) bool {
 }
 
 func newLoader(o Options) (*loader, error) {
-	l := &loader{tags: o.Tags, wd: o.WorkDir}
+	l := &loader{tags: o.Tags, wd: o.WorkDir, keysOf: map[string]bool{}}
+	for _, n := range o.KeysOf {
+		l.keysOf[n] = true
+	}
 	if l.wd == "" {
 		l.wd, _ = os.Getwd()
 	}
@@ -324,7 +331,7 @@ func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema
 	}
 	if h.SSH.IdentityFile != "" {
 		h.SSH.IdentityFile = resolve(at("ssh", "identityFile"), h.SSH.IdentityFile)
-		if !l.exists(h.SSH.IdentityFile) {
+		if l.keysOf[n] && !l.exists(h.SSH.IdentityFile) {
 			fail(fmt.Sprintf("identity file %q does not exist", relFile(l.wd, h.SSH.IdentityFile)), "ssh", "identityFile")
 		}
 	}

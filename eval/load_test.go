@@ -113,3 +113,18 @@ hosts: web: {address: "10.0.0.1", ssh: identityFile: "~/deploy_key", nix: {file:
 		t.Errorf("identityFile %q, want %q", got, want)
 	}
 }
+
+// An identity file must exist only for the hosts a run connects to
+// (Options.KeysOf): validate, eval and build run where keys may not be.
+func TestIdentityFileCheckedOnlyForHostsConnectedTo(t *testing.T) {
+	dir := "testdata/broken/58-bad-ssh-settings"
+	want := `deployment.cue:12:8: hosts.identity.ssh.identityFile: identity file `
+	_, err := Load(Options{Dir: dir, WorkDir: dir})
+	if err == nil || strings.Contains(err.Error(), "identity file") {
+		t.Errorf("without KeysOf: %v; want the other errors, none about the identity file", err)
+	}
+	_, err = Load(Options{Dir: dir, WorkDir: dir, KeysOf: []string{"identity"}})
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `nosuch_key" does not exist`) {
+		t.Errorf("with KeysOf: %v; want %s... nosuch_key does not exist", err, want)
+	}
+}

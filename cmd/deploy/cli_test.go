@@ -319,3 +319,34 @@ hosts: {for i in list.Range(0, _n, 1) {
 		t.Errorf("the plan of 400 hosts is %.2fx that of 200 (%d bytes against %d), want about 2x", ratio, size[400], size[200])
 	}
 }
+
+// A key is needed only to connect: validate, eval and build run without
+// it (a CI machine that only builds has none), while deploy names the
+// missing file at the line that sets it and touches nothing (exit 2).
+func TestIdentityFileNeededOnlyToConnect(t *testing.T) {
+	dst := t.TempDir()
+	if out, err := exec.Command("cp", "-r", "../../examples/forum/.", dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy example: %v: %s", err, out)
+	}
+	prod := filepath.Join(dst, "production")
+	f, err := os.OpenFile(filepath.Join(prod, "deployment.cue"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, `hosts: lb: ssh: identityFile: "keys/absent_key"`)
+	f.Close()
+	for _, args := range [][]string{{"validate"}, {"eval", "--on", "lb"}, {"hosts", "--on", "lb"}} {
+		if r := deploy(t, prod, args...); r.code != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want 0 without the key", args, r.code, r.stderr)
+		}
+	}
+	r := deploy(t, prod, "deploy", "--on", "lb,forum-1")
+	if r.code != 2 || !strings.Contains(r.stderr, "deployment.cue:") || !strings.Contains(r.stderr, `hosts.lb.ssh.identityFile: identity file "`) ||
+		!strings.Contains(r.stderr, `keys/absent_key" does not exist`) || !strings.Contains(r.stderr, "nothing was touched") {
+		t.Errorf("deploy: exit %d, stderr %q; want 2 naming the missing key at its line", r.code, r.stderr)
+	}
+	// A host the run does not connect to may lack its key.
+	if r := deploy(t, prod, "deploy", "--on", "forum-1", "--goal", "dry-activate", "--connect-timeout", "1s"); strings.Contains(r.stderr, "identity file") {
+		t.Errorf("deploy --on forum-1: stderr %q; lb's key does not matter", r.stderr)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/backend/rollout"
+	"cuedeploy.dev/cuedeploy/eval"
 	"cuedeploy.dev/cuedeploy/hosts"
 	"cuedeploy.dev/cuedeploy/schema"
 )
@@ -40,6 +42,9 @@ func (c *deployCmd) Run(e *env) error {
 	}
 	p, err := prepare(e, c.selection, c.overrides)
 	if err != nil {
+		return err
+	}
+	if err := checkKeys(e, p.hosts); err != nil {
 		return err
 	}
 	if err := lookPrograms(p); err != nil {
@@ -230,4 +235,28 @@ func (o *observer) draw() {
 	fmt.Fprintf(&b, "\x1b[2K  %s elapsed\n", time.Since(o.start).Round(100*time.Millisecond))
 	o.drawn = len(o.names) + 1
 	io.WriteString(o.e.stderr, b.String())
+}
+
+// checkKeys makes sure the identity file of every host the run connects to
+// exists, before any host is touched. Only deploy needs them (validate,
+// eval and build run where keys may not be), so the loader checks them
+// only when asked; the deployment is loaded again, asking, only when a key
+// is missing, for errors at the lines that name them.
+func checkKeys(e *env, hs []schema.Host) error {
+	var missing []string
+	for _, h := range hs {
+		if f := h.SSH.IdentityFile; f != "" {
+			if _, err := os.Stat(f); err != nil {
+				missing = append(missing, h.Name)
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err := eval.Load(eval.Options{Dir: e.cli.Dir, Tags: e.cli.Tag, KeysOf: missing})
+	if err == nil {
+		err = usageError{fmt.Sprintf("the identity file of %s does not exist", strings.Join(missing, ", "))}
+	}
+	return err
 }
