@@ -163,7 +163,7 @@ func TestContract(t *testing.T) {
 				Good:    guixHost(dir, "good", "good.scm", build),
 				Second:  guixHost(dir, "second", "second.scm", build),
 				Failing: guixHost(dir, "failing", "failing.scm", build),
-				Says:    "activating system...", // what the stand-in's reconfigure prints
+				Says:    []string{"activating system..."}, // what the stand-in's reconfigure prints, on standard output
 			}
 			backendtest.Run(t, fx)
 			if t.Failed() {

@@ -37,7 +37,9 @@ func TestContract(t *testing.T) {
 	// The copy goes through the host's nix daemon; "switch/serve" copies
 	// through nix-store --serve, as to a host without a daemon.
 	// says is what the example system's activation prints for each goal.
-	says := map[string]string{"switch": "activating the configuration...", "boot": "installing the boot loader...", "test": "activating the configuration..."}
+	// (standard error, and for switch and test standard output too).
+	activating := []string{"activating the configuration...", "setting up /etc..."}
+	says := map[string][]string{"switch": activating, "boot": {"installing the boot loader..."}, "test": activating}
 	for _, run := range []struct {
 		name, goal string
 		noDaemon   bool

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +80,12 @@ func TestPushLeavesTheHostAsItWas(t *testing.T) {
 			}
 			if err := b.Activate(ctx, conn, tg, "switch"); err != nil {
 				t.Fatal(err)
+			}
+			// Both streams of the activation are kept, whichever session ran it.
+			for _, say := range []string{"activating the configuration...", "setting up /etc..."} {
+				if !strings.Contains(tg.Output, say) {
+					t.Errorf("the activation's output %q lacks %q", tg.Output, say)
+				}
 			}
 			if s, err := b.State(ctx, conn, tg); err != nil || !s.Reached("switch", tg.Out) {
 				t.Errorf("after Activate the host is in %+v (%v), want it to run %s", s, err, tg.Out)

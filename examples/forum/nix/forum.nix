@@ -51,7 +51,7 @@ let
           goal="\$1"
           mkdir -p /run/cuedeploy-example
           case "\$goal" in
-            switch|test) echo "activating the configuration..." >&2; ln -sfn $out /run/current-system ;;
+            switch|test) echo "activating the configuration..." >&2; echo "setting up /etc..."; ln -sfn $out /run/current-system ;;
             boot) echo "installing the boot loader..." >&2 ;;
             dry-activate) echo "would activate the configuration... (/run/current-system -> $out)" >&2 ;;
             *) echo "switch-to-configuration: unknown goal \$goal" >&2; exit 2 ;;
