@@ -148,23 +148,37 @@ func (b *Backend) groups(ts []*backend.Target) []*evalGroup {
 			out = append(out, g)
 		}
 		g.targets = append(g.targets, i)
-		if nx.Flake != "" {
-			_, name, _ := strings.Cut(nx.Flake, "#")
-			attrs[g] = append(attrs[g], name)
-		} else {
-			attrs[g] = append(attrs[g], nx.Attribute)
-		}
+		attrs[g] = append(attrs[g], evalAttr(nx))
 	}
 	for _, g := range out {
-		nx := ts[g.targets[0]].Host.Nix
-		if g.flake {
-			ref, _, _ := strings.Cut(nx.Flake, "#")
-			g.argv = b.opts.flakeEvalArgv(ref, attrs[g])
-		} else {
-			g.argv = b.opts.instantiateArgv(nx.File, nx.Args, attrs[g])
-		}
+		g.argv = b.evalArgv(ts[g.targets[0]].Host.Nix, attrs[g])
 	}
 	return out
+}
+
+// evalArgv evaluates attrs (flake outputs, or attributes of the file) of
+// the flake or file nx names.
+func (b *Backend) evalArgv(nx *schema.Nix, attrs []string) []string {
+	if nx.Flake != "" {
+		ref, _, _ := strings.Cut(nx.Flake, "#")
+		return b.opts.flakeEvalArgv(ref, attrs)
+	}
+	return b.opts.instantiateArgv(nx.File, nx.Args, attrs)
+}
+
+// evalAttr is what nx evaluates: the flake's output or the file's attribute.
+func evalAttr(nx *schema.Nix) string {
+	if nx.Flake != "" {
+		_, name, _ := strings.Cut(nx.Flake, "#")
+		return name
+	}
+	return nx.Attribute
+}
+
+// alone is the group that evaluates t by itself.
+func (b *Backend) alone(t *backend.Target) *evalGroup {
+	nx := t.Host.Nix
+	return &evalGroup{argv: b.evalArgv(nx, []string{evalAttr(nx)}), flake: nx.Flake != "", targets: []int{0}}
 }
 
 func orPlace(v, place string) string {
@@ -192,8 +206,7 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		for _, i := range g.targets {
 			plans[i] = append(plans[i], backend.Step{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: g.argv, Batch: id})
 			if id != "" {
-				one := ts[i : i+1]
-				plans[i] = append(plans[i], backend.Step{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: b.groups(one)[0].argv,
+				plans[i] = append(plans[i], backend.Step{Phase: backend.PhaseEval, On: backend.OnLocal, Argv: b.alone(ts[i]).argv,
 					When: "the batch failed: each host alone, so that only a host whose system does not evaluate fails"})
 			}
 		}
@@ -375,7 +388,7 @@ func (b *Backend) evaluateEach(ctx context.Context, local hosts.Executor, g *eva
 		wg.Go(func() {
 			defer func() { <-sem }()
 			one := ts[i : i+1]
-			drvs, err := b.evaluate(ctx, local, b.groups(one)[0], one)
+			drvs, err := b.evaluate(ctx, local, b.alone(ts[i]), one)
 			errs[i] = setDrv(ts[i], drvs, 0, err)
 			mu.Lock()
 			done++
