@@ -152,15 +152,6 @@ func (s *serveSession) expect(say, want string) error {
 
 func (s *serveSession) sentBytes() int64 { return s.sent.n }
 
-// closeInput flushes and ends the host's standard input.
-func (s *serveSession) closeInput() error {
-	if err := s.w.Flush(); err != nil {
-		return s.failure(err)
-	}
-	s.in.Close()
-	return nil
-}
-
 // wait closes the host's standard input, drops what the command still
 // writes and returns how it ended.
 func (s *serveSession) wait() error {
