@@ -398,6 +398,35 @@ func TestDeployForumOnLocalFleet(t *testing.T) {
 		}
 	})
 
+	t.Run("fail-fast stops the rest, none half switched", func(t *testing.T) {
+		before := map[string]hostState{}
+		for _, n := range names {
+			before[n] = state(t, host(t, f, n))
+		}
+		r, res := deployJSONRun(t, dir, "-t", "release=8", "-t", "failActivation=forum-1", "--fail-fast")
+		if r.code != 1 || res["forum-1"].Status != rollout.RolledBack {
+			t.Errorf("exit %d, forum-1 %q; want 1 and forum-1 rolled back", r.code, res["forum-1"].Status)
+		}
+		// Every other host either got the new system whole, or was
+		// stopped before its activation (or had nothing to do) and is
+		// exactly as it was.
+		for _, n := range names {
+			got, now := res[n], state(t, host(t, f, n))
+			switch got.Status {
+			case rollout.RolledBack, rollout.Cancelled, rollout.Unchanged:
+				if now.current != before[n].current || now.profile != before[n].profile || len(now.generations) != len(before[n].generations) {
+					t.Errorf("%s %s: %+v, want as before: %+v", n, got.Status, now, before[n])
+				}
+			case rollout.Deployed:
+				if now.current != got.System || now.profile != got.System {
+					t.Errorf("%s deployed, but runs %q and boots %q, want %s", n, now.current, now.profile, got.System)
+				}
+			default:
+				t.Errorf("%s: %s (%s), want deployed, unchanged, rolled back or cancelled", n, got.Status, got.Error)
+			}
+		}
+	})
+
 	t.Run("wrong host key is refused and nothing changes", func(t *testing.T) {
 		other := host(t, f, "forum-2").HostKey
 		// The fleet's file pins the right key; move it aside for this run.
