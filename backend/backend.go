@@ -9,6 +9,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -188,6 +189,11 @@ type Backend interface {
 	// Rollback returns the host to prev after a failed activation.
 	Rollback(ctx context.Context, remote hosts.Executor, t *Target, goal string, prev State) error
 }
+
+// ErrActivationNotStarted says an activation failed before it changed
+// anything on the host (stopped while it waited for a lock, the system
+// missing): there is nothing to roll back.
+var ErrActivationNotStarted = errors.New("the activation did not start; the host is as it was")
 
 // PhaseError names the phase a failure happened in.
 type PhaseError struct {

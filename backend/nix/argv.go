@@ -184,19 +184,25 @@ const gcLock = "/nix/var/nix/gc.lock"
 // replaced atomically; under the profile's lock), without starting a nix
 // process. Then the locks are let go and the system's
 // switch-to-configuration runs.
+//
+// It prints "begin" just before it changes anything (beginLine): an
+// activation that ends without it left the host as it was.
 func activateScript(goal string) string {
 	sw := `exec 8>&- 9>&-; exec "$2/bin/switch-to-configuration" "$1"`
 	if !setsProfile(goal) {
-		return sw
+		return `echo ` + beginLine + `; ` + sw
 	}
 	return setProfileScript(Profile) + `; ` + sw
 }
+
+// beginLine is what an activation prints before its first change.
+const beginLine = "begin"
 
 // setProfileScript points profile at $2 through a new generation. GNU ln
 // -sfn replaces an existing link atomically (a new link under a temporary
 // name, renamed over the old), as nix-env does.
 func setProfileScript(profile string) string {
-	return `P=` + hosts.ShellQuote(profile) + `; exec 9>>"$P.lock" && flock 9 || exit; n=0; ` +
+	return `P=` + hosts.ShellQuote(profile) + `; exec 9>>"$P.lock" && flock 9 || exit; echo ` + beginLine + `; n=0; ` +
 		`for l in "$P"-*-link; do [ -L "$l" ] || continue; g=${l#"$P"-}; g=${g%-link}; ` +
 		`case $g in ''|*[!0-9]*) continue ;; esac; [ "$g" -gt "$n" ] && n=$g; done; ` +
 		`if [ "$n" = 0 ] || [ "$(readlink "$P-$n-link")" != "$2" ]; then n=$((n+1)); ln -s "$2" "$P-$n-link" || exit; fi; ` +

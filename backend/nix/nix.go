@@ -2,6 +2,7 @@ package nix
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -259,7 +260,8 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 			s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), When: when})
 		}
 		for _, r := range rollbackArgvs(goal, backend.PlacePrevious, backend.PlacePreviousPath, backend.PlaceFailedGen) {
-			s = append(s, backend.Step{Phase: backend.PhaseRollback, On: backend.OnTarget, Root: true, Argv: r, When: "activation failed"})
+			s = append(s, backend.Step{Phase: backend.PhaseRollback, On: backend.OnTarget, Root: true, Argv: r,
+				When: "the activation failed or was interrupted after it began (it prints \"" + beginLine + "\" first)"})
 		}
 		plans[i] = append(plans[i], s...)
 	}
@@ -978,12 +980,21 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 		// Through the host's daemon; the session waits until Activate
 		// says "go". If the daemon fails, nix-store --serve in the same
 		// session.
-		missing, err := b.send(ctx, local, oc.daemon, closure, t.Host.Substitute, &stats)
+		// The daemon connection does not watch ctx; closing it stops the
+		// copy when the run is stopped.
+		dc := oc.daemon
+		stop := context.AfterFunc(ctx, func() { dc.Close() })
+		missing, err := b.send(ctx, local, dc, closure, t.Host.Substitute, &stats)
+		stop()
 		if err == nil {
 			stats.Paths = len(missing)
 			oc.pushed = true
 			b.keep(t, oc)
 			return stats, nil
+		}
+		if ctx.Err() != nil {
+			oc.end()
+			return stats, fmt.Errorf("%w (stopped)", err)
 		}
 		oc.dropDaemon()
 	}
@@ -1047,48 +1058,61 @@ func (b *Backend) usesDaemon(t *backend.Target) bool {
 }
 
 // daemonStdin names what a copy through the daemon sends: the closure as
-// temporary roots, the query, the missing paths, then "go" to the waiting
-// session, which goes on to activate.
+// temporary roots, the query, the missing paths.
 func daemonStdin(substitute bool) string {
 	q := "query-valid-paths " + backend.PlaceClosure
 	if substitute {
 		q = "query-valid-paths --substitute " + backend.PlaceClosure
 	}
 	return "add-temp-root " + backend.PlaceClosure + "; " + q + "; add-to-store-nar " + backend.PlaceMissing +
-		" (archives written by deploy); then \"go\" to the waiting session"
+		" (archives written by deploy); the connection stays open, holding them, until the activation has ended"
 }
 
 // Activate implements backend.Backend.
 func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string) error {
+	log := &hosts.OutputLog{}
+	var err error
 	if oc := b.release(t); oc != nil && oc.pushed && oc.activates && goal == t.Host.Activation {
 		// The session Push left waits for "go" (the copy went through
-		// the daemon): from "activate" on its output is the activation's,
-		// its exit status the activation's.
-		log := &hosts.OutputLog{}
+		// the daemon); it answers "activate" and activates.
 		oc.s.stderrTo(log)
-		err := oc.s.expect("go", "activate")
-		if err == nil {
-			oc.s.shows = switchArgv(t.Out, t.Host.Activation)
-			io.Copy(log, oc.s.out)
-			err = oc.end()
+		if err = oc.s.expect("go", "activate"); err != nil {
+			oc.end()
+			err = fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, err)
 		} else {
+			oc.s.shows = switchArgv(t.Out, t.Host.Activation)
+			err = readActivation(oc.s, log)
+			oc.dropDaemon()
+		}
+	} else {
+		if oc != nil {
 			oc.end()
 		}
-		t.Output = log.String()
-		if err != nil {
-			return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
-		}
-		return nil
-	} else if oc != nil {
-		oc.end()
+		s := startSession(ctx, remote, activateArgv(t.Out, goal))
+		s.stderrTo(log)
+		err = readActivation(s, log)
 	}
-	log := &hosts.OutputLog{}
-	err := remote.Run(ctx, hosts.Cmd{Argv: activateArgv(t.Out, goal), Stdout: log, Stderr: log, Privileged: true})
 	t.Output = log.String()
 	if err != nil {
 		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
 	}
 	return nil
+}
+
+// readActivation reads an activation's session: the line beginLine, which
+// the script prints before it changes anything, then the activation's own
+// output into log. A session that ends before beginLine failed with the
+// host as it was (backend.ErrActivationNotStarted).
+func readActivation(s *serveSession, log *hosts.OutputLog) error {
+	if l, err := s.line(); err != nil || l != beginLine {
+		werr := s.wait()
+		if err == nil {
+			err = fmt.Errorf("unexpected line %q", l)
+		}
+		return fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, cmp.Or(werr, err))
+	}
+	io.Copy(log, s.out)
+	return s.wait()
 }
 
 // Rollback implements backend.Backend.
@@ -1108,9 +1132,6 @@ func (b *Backend) Rollback(ctx context.Context, remote hosts.Executor, t *backen
 	now, err := readState(ctx, remote)
 	if err != nil {
 		return err
-	}
-	if now == prev {
-		return nil // the activation stopped before it changed anything
 	}
 	argvs := rollbackArgvs(goal, strconv.Itoa(prev.Generation), prev.Profile, strconv.Itoa(now.Generation))
 	if now.Generation == prev.Generation {

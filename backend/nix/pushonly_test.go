@@ -2,6 +2,7 @@ package nix
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,18 @@ func TestPushLeavesTheHostAsItWas(t *testing.T) {
 			}
 			if s, err := b.State(ctx, conn, tg); err != nil || !s.Reached("switch", tg.Out) {
 				t.Errorf("after Activate the host is in %+v (%v), want it to run %s", s, err, tg.Out)
+			}
+
+			// A system the host does not have is refused before anything
+			// changes: the activation did not start, and the host runs
+			// what it ran.
+			other := &backend.Target{Host: tg.Host, Out: "/nix/store/00000000000000000000000000000000-nixos-system-never-copied"}
+			err = b.Activate(ctx, conn, other, "switch")
+			if !errors.Is(err, backend.ErrActivationNotStarted) || !strings.Contains(err.Error(), "is not in the host's store") {
+				t.Errorf("Activate of a system the host lacks: %v; want it refused before it began", err)
+			}
+			if s, err := b.State(ctx, conn, tg); err != nil || !s.Reached("switch", tg.Out) {
+				t.Errorf("after the refused activation the host is in %+v (%v), want it still on %s", s, err, tg.Out)
 			}
 		})
 	}

@@ -518,18 +518,22 @@ func (h *hostRun) pipeline(user, runCtx context.Context) {
 		failed(err)
 		return
 	}
-	phase(backend.PhaseActivate)
 	unlink()
 	if err := cmp.Or(ctx.Err(), runCtx.Err()); err != nil {
-		failed(err) // stopped before the host was touched
+		failed(err) // stopped before the host was touched (in copy)
 		return
 	}
 	linked = false
+	phase(backend.PhaseActivate)
 	err = h.b.Activate(ctx, conn, t, goal)
 	r.Output = t.Output
 	if err != nil {
 		if goal == "dry-activate" {
 			failed(err)
+			return
+		}
+		if errors.Is(err, backend.ErrActivationNotStarted) {
+			failed(err) // nothing changed: nothing to roll back
 			return
 		}
 		actErr := err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ type fakeBackend struct {
 	failEval, failBuild, failActivate map[string]bool
 	failRollback                      map[string]bool
 	slowActivate                      map[string]time.Duration // how long Activate takes
+	notStarted                        map[string]bool          // Activate fails before it changes anything
 	block                             map[string]bool          // Push waits for ctx
 	running, maxRunning               atomic.Int32
 	mu                                sync.Mutex
@@ -96,6 +98,9 @@ func (f *fakeBackend) Activate(ctx context.Context, _ hosts.Executor, t *backend
 			return &backend.PhaseError{Phase: backend.PhaseActivate, Err: ctx.Err()}
 		case <-time.After(d):
 		}
+	}
+	if f.notStarted[t.Host.Name] {
+		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: fmt.Errorf("%w: the system is not in the store", backend.ErrActivationNotStarted)}
 	}
 	if f.failActivate[t.Host.Name] {
 		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: errors.New("unit failed")}
@@ -337,6 +342,22 @@ func TestFailFastLetsActivationsFinish(t *testing.T) {
 	}
 	if r := rs["h02"]; r.Status != Deployed {
 		t.Errorf("h02: %s at %s: %q, want deployed (it was activating when h01 failed)", r.Status, r.Phase, r.Error)
+	}
+}
+
+// An activation that failed before it changed anything is not rolled back:
+// rolling back would run the old system's activation on a host that never
+// left it.
+func TestActivationThatDidNotStartIsNotRolledBack(t *testing.T) {
+	f := &fakeBackend{notStarted: map[string]bool{"h01": true}}
+	req := request(f, 1)
+	f.state["h01"] = backend.State{Current: "/nix/store/old", Profile: "/nix/store/old", Generation: 3}
+	rs := byHost(Run(context.Background(), req))
+	if r := rs["h01"]; r.Status != Failed || r.Phase != backend.PhaseActivate || !strings.Contains(r.Error, "the host is as it was") {
+		t.Errorf("h01: %s at %s: %q, want failed at activate, the host as it was", r.Status, r.Phase, r.Error)
+	}
+	if slices.Contains(f.calls, "rollback h01") {
+		t.Error("h01 was rolled back, though its activation never started")
 	}
 }
 
