@@ -176,7 +176,7 @@ type Backend interface {
 	Build(ctx context.Context, local hosts.Executor, ts []*Target) (errs []error)
 	// State reads what the host runs now. It is called once Instantiate has
 	// set Out, while Build may still run, and must not need the build; a
-	// backend may keep a session open from here to Push.
+	// backend may keep a session open from here to Activate.
 	State(ctx context.Context, remote hosts.Executor, t *Target) (State, error)
 	// Push makes Out valid on the host: it copies the closure of Out (build
 	// local) or of Drv and realises it there (build target), sending only
@@ -184,7 +184,9 @@ type Backend interface {
 	Push(ctx context.Context, local, remote hosts.Executor, t *Target) (CopyStats, error)
 	// Activate makes the host reach goal with Out. goal is the host's
 	// Activation, which a backend may already act on from State on (Nix
-	// activates in the session that copied).
+	// activates in the session State opened, after a copy through the
+	// host's daemon). Nothing on the host but its store changes before
+	// Activate.
 	Activate(ctx context.Context, remote hosts.Executor, t *Target, goal string) error
 	// Rollback returns the host to prev after a failed activation.
 	Rollback(ctx context.Context, remote hosts.Executor, t *Target, goal string, prev State) error

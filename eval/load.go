@@ -22,7 +22,6 @@ import (
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/cuecontext"
 	"cuelang.org/go/cue/load"
-	"golang.org/x/crypto/ssh"
 
 	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/hosts"
@@ -336,13 +335,8 @@ func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema
 		}
 	}
 	if h.SSH.HostKey != "" {
-		// As the transport reads it when it connects.
-		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.SSH.HostKey)); err != nil {
-			why := err.Error()
-			if _, inner, ok := strings.Cut(why, "last parsing error for ignored line: "); ok {
-				why = inner // the one line given was ignored for this
-			}
-			fail(fmt.Sprintf("host key %q does not parse (%s): expected the host's public key, as in its /etc/ssh/ssh_host_ed25519_key.pub", h.SSH.HostKey, why), "ssh", "hostKey")
+		if err := hosts.CheckHostKey(h.SSH.HostKey); err != nil {
+			fail(fmt.Sprintf("host key %q does not parse (%s): expected the host's public key, as in its /etc/ssh/ssh_host_ed25519_key.pub", h.SSH.HostKey, err), "ssh", "hostKey")
 		}
 	}
 	if h.SSH.JumpHost != "" {

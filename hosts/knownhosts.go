@@ -88,10 +88,31 @@ type hostKeyChecker struct {
 	accepted bool
 }
 
+// CheckHostKey returns the error Dial would give for the pinned host key
+// s, or nil: a deployment is checked with the same parser before any host
+// is touched.
+func CheckHostKey(s string) error {
+	_, err := parseHostKey(s)
+	return err
+}
+
+// parseHostKey parses a host key as a known_hosts or .pub line gives it.
+// Its error says why the one line given does not parse.
+func parseHostKey(s string) (ssh.PublicKey, error) {
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s))
+	if err != nil {
+		if _, inner, ok := strings.Cut(err.Error(), "last parsing error for ignored line: "); ok {
+			return nil, errors.New(inner) // the one line given was ignored for this
+		}
+		return nil, err
+	}
+	return k, nil
+}
+
 func newHostKeyChecker(name, addr, pinned string, files []string, accept bool) (*hostKeyChecker, error) {
 	h := &hostKeyChecker{name: name, addr: addr, files: files, accept: accept}
 	if pinned != "" {
-		pin, _, _, _, err := ssh.ParseAuthorizedKey([]byte(pinned))
+		pin, err := parseHostKey(pinned)
 		if err != nil {
 			return nil, fmt.Errorf("parse pinned hostKey %q: %w", pinned, err)
 		}

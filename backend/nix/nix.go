@@ -42,23 +42,20 @@ type Backend struct {
 }
 
 // openCopy is a host's session from State on: waiting for the copy until
-// Push, then, when it activates too, its activation until Activate.
+// Push; after a copy through the daemon, waiting for Activate's "go".
 type openCopy struct {
-	s         *serveSession
-	activates bool // the session activates when told "go"
-	pushed    bool // Push has copied through the daemon: the session waits for "go"
+	s      *serveSession
+	pushed bool // Push has copied through the daemon: the session waits for "go"
 	// daemon, when the host's nix daemon can take the copy, is open from
 	// State until the activation has ended: its worker holds the closure
 	// as temporary GC roots until the profile refers to it.
 	daemon *daemonConn
 }
 
-// end ends the session and the daemon connection, returning how the
-// session ended.
-func (oc *openCopy) end() error {
-	err := oc.s.wait()
+// end ends the session and the daemon connection.
+func (oc *openCopy) end() {
+	oc.s.wait()
 	oc.dropDaemon()
-	return err
 }
 
 func (oc *openCopy) dropDaemon() {
@@ -514,13 +511,16 @@ func (b *Backend) BuildEach(ctx context.Context, local hosts.Executor, ts []*bac
 	if len(w.pending) == 0 {
 		return
 	}
-	b.finishBuild(ctx, local, ts, w.pending, realiseErr, stderr.String(), ready)
+	// What is still pending after the last poll of a working session is
+	// known not to be built.
+	b.finishBuild(ctx, local, ts, w.pending, watching, realiseErr, stderr.String(), ready)
 }
 
 // finishBuild hands on, after the realise has ended, the targets in
 // pending: an error for those whose system was not built; the others with
-// their GC roots and closures, from one nix path-info.
-func (b *Backend) finishBuild(ctx context.Context, local hosts.Executor, ts []*backend.Target, pending []int, realiseErr error, stderr string, ready func(int, error)) {
+// their GC roots and closures, from one nix path-info. With unbuilt, the
+// caller knows that no locally built system in pending is valid.
+func (b *Backend) finishBuild(ctx context.Context, local hosts.Executor, ts []*backend.Target, pending []int, unbuilt bool, realiseErr error, stderr string, ready func(int, error)) {
 	errs := make([]error, len(ts))
 	var built []int
 	for _, i := range pending {
@@ -538,9 +538,11 @@ func (b *Backend) finishBuild(ctx context.Context, local hosts.Executor, ts []*b
 		for _, i := range built {
 			outs = append(outs, ts[i].Out)
 		}
-		invalid, err := hosts.Lines(ctx, local, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(outs))})
-		if err != nil {
-			invalid = outs
+		invalid := outs
+		if !unbuilt {
+			if v, err := hosts.Lines(ctx, local, hosts.Cmd{Argv: invalidArgv(), Stdin: strings.NewReader(lines(outs))}); err == nil {
+				invalid = v
+			}
 		}
 		bad := map[string]bool{}
 		for _, p := range invalid {
@@ -869,7 +871,7 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 		s.wait()
 		return backend.State{}, fmt.Errorf("read state: unexpected line %q", l)
 	}
-	oc := &openCopy{s: s, activates: t.Host.Build != "target"}
+	oc := &openCopy{s: s}
 	if ud, ok := remote.(unixDialer); ok && b.usesDaemon(t) {
 		// Where the host's daemon answers, it takes the copy; where not,
 		// nix-store --serve does.
@@ -1072,7 +1074,7 @@ func daemonStdin(substitute bool) string {
 func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string) error {
 	log := &hosts.OutputLog{}
 	var err error
-	if oc := b.release(t); oc != nil && oc.pushed && oc.activates && goal == t.Host.Activation {
+	if oc := b.release(t); oc != nil && oc.pushed && goal == t.Host.Activation {
 		// The session Push left waits for "go" (the copy went through
 		// the daemon); it answers "activate" and activates.
 		oc.s.stderrTo(log)

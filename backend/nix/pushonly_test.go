@@ -13,7 +13,6 @@ import (
 	"cuedeploy.dev/cuedeploy/hosts"
 	"cuedeploy.dev/cuedeploy/hosts/fleet"
 	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
-	"cuedeploy.dev/cuedeploy/schema"
 )
 
 // TestPushLeavesTheHostAsItWas copies a system through the host's daemon
@@ -24,30 +23,14 @@ import (
 func TestPushLeavesTheHostAsItWas(t *testing.T) {
 	needNix(t)
 	ctx := context.Background()
-	file, err := filepath.Abs("../../examples/forum/nix/forum.nix")
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := fleettest.Up(t, fleet.Config{Hosts: []string{"through-daemon", "through-serve"}})
 	for i, noDaemon := range []bool{false, true} {
 		h := f.Hosts[i]
 		t.Run(h.Name, func(t *testing.T) {
-			conn, err := hosts.Dial(ctx, hosts.DialOptions{Name: h.Name, Address: fleet.Address, Port: h.Port, IdentityFile: f.ClientKey, HostKey: h.HostKey})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := dialHost(t, f, h)
 			b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir(), NoDaemon: noDaemon})
-			tg := &backend.Target{Host: &schema.Host{
-				Name: h.Name, Address: fleet.Address, Build: "local", Activation: "switch", SSH: schema.SSH{User: "root", Port: 22},
-				Nix: &schema.Nix{File: file, Attribute: "nixosConfigurations.forum-1.config.system.build.toplevel",
-					Args: map[string]string{"release": "push-only", "failActivation": "", "env": filepath.Base(t.TempDir())}},
-			}}
-			for _, err := range append(b.Instantiate(ctx, hosts.Local{}, []*backend.Target{tg}), b.Build(ctx, hosts.Local{}, []*backend.Target{tg})...) {
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			tg := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "push-only", "failActivation": "", "env": filepath.Base(t.TempDir())})}
+			instantiateAndBuild(t, b, tg)
 			untouched := func(when string) {
 				t.Helper()
 				for _, p := range []string{"/run/current-system", Profile} {

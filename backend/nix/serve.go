@@ -127,14 +127,11 @@ func (s *serveSession) line() (string, error) {
 }
 
 // expect writes a line to the script the session runs (before the
-// protocol starts), unless say is "", and reads its answer, which must be
-// want.
+// protocol starts) and reads its answer, which must be want.
 func (s *serveSession) expect(say, want string) error {
-	if say != "" {
-		s.w.WriteString(say + "\n")
-		if err := s.flush(); err != nil {
-			return err
-		}
+	s.w.WriteString(say + "\n")
+	if err := s.flush(); err != nil {
+		return err
 	}
 	l, err := s.line()
 	if err == io.EOF {

@@ -32,11 +32,7 @@ func TestCopyIsCheckedByTheHost(t *testing.T) {
 	f := fleettest.Up(t, fleet.Config{Hosts: []string{"serve-1"}})
 	h := f.Hosts[0]
 	ctx := context.Background()
-	conn, err := hosts.Dial(ctx, hosts.DialOptions{Name: h.Name, Address: fleet.Address, Port: h.Port, IdentityFile: f.ClientKey, HostKey: h.HostKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialHost(t, f, h)
 
 	src := filepath.Join(t.TempDir(), "cuedeploy-serve-test")
 	if err := os.WriteFile(src, []byte(strings.Repeat("checked by the host\n", 10000)), 0o644); err != nil {

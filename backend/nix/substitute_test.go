@@ -23,32 +23,18 @@ import (
 func TestHostSubstitutesFirst(t *testing.T) {
 	needNix(t)
 	ctx := context.Background()
-	file, err := filepath.Abs("../../examples/forum/nix/forum.nix")
-	if err != nil {
-		t.Fatal(err)
-	}
 	release := "substitute-" + filepath.Base(t.TempDir())
 	host := func(name string, substitute bool) *schema.Host {
-		return &schema.Host{
-			Name: name, Address: fleet.Address, Build: "local", Activation: "switch", Substitute: substitute,
-			SSH: schema.SSH{User: "root", Port: 22},
-			Nix: &schema.Nix{
-				File:      file,
-				Attribute: "nixosConfigurations.forum-1.config.system.build.toplevel",
-				Args:      map[string]string{"release": release, "failActivation": "", "env": "substitute"},
-			},
-		}
+		h := forumHost(t, name, map[string]string{"release": release, "failActivation": "", "env": "substitute"})
+		h.Substitute = substitute
+		return h
 	}
 	opts := Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir()}
 
 	// Build the system and put its closure in a cache the hosts can read.
 	b := New(opts)
 	built := &backend.Target{Host: host("builder", false)}
-	for _, err := range append(b.Instantiate(ctx, hosts.Local{}, []*backend.Target{built}), b.Build(ctx, hosts.Local{}, []*backend.Target{built})...) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	instantiateAndBuild(t, b, built)
 	cache := filepath.Join(t.TempDir(), "cache")
 	if out, err := exec.Command("nix", "--extra-experimental-features", "nix-command", "copy", "--to", "file://"+cache, built.Out).CombinedOutput(); err != nil {
 		t.Fatalf("nix copy to the cache: %v: %s", err, out)
@@ -63,20 +49,12 @@ func TestHostSubstitutesFirst(t *testing.T) {
 	}{{true, false}, {true, true}, {false, false}} {
 		h := f.Hosts[i]
 		t.Run(h.Name, func(t *testing.T) {
-			conn, err := hosts.Dial(ctx, hosts.DialOptions{Name: h.Name, Address: fleet.Address, Port: h.Port, IdentityFile: f.ClientKey, HostKey: h.HostKey})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := dialHost(t, f, h)
 			o := opts
 			o.NoDaemon = c.noDaemon
 			b := New(o)
 			tg := &backend.Target{Host: host(h.Name, c.substitute)}
-			for _, err := range append(b.Instantiate(ctx, hosts.Local{}, []*backend.Target{tg}), b.Build(ctx, hosts.Local{}, []*backend.Target{tg})...) {
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
+			instantiateAndBuild(t, b, tg)
 			if _, err := b.State(ctx, conn, tg); err != nil {
 				t.Fatal(err)
 			}

@@ -319,11 +319,9 @@ func build(ctx context.Context, req Request, ts []*backend.Target, evalErrs, bui
 		var live []*backend.Target
 		var idx []int
 		for k, t := range g.ts {
-			if evalErrs[g.idx[k]] == nil {
+			if evalErrs[g.idx[k]] == nil { // a host that did not evaluate waits on no build
 				live = append(live, t)
 				idx = append(idx, g.idx[k])
-			} else {
-				over(g.idx[k])
 			}
 		}
 		if len(live) == 0 {

@@ -213,10 +213,7 @@ func TestEvalInstantiateBrokenSystem(t *testing.T) {
 	if _, err := os.Stat("/nix/store"); err != nil {
 		skipOrFail(t, "no nix store on this machine")
 	}
-	dst := t.TempDir()
-	if out, err := exec.Command("cp", "-r", "../../examples/forum/.", dst).CombinedOutput(); err != nil {
-		t.Fatalf("copy example: %v: %s", err, out)
-	}
+	dst := copyForum(t)
 	file := filepath.Join(dst, "nix", "forum.nix")
 	src, err := os.ReadFile(file)
 	if err != nil {
@@ -324,10 +321,7 @@ hosts: {for i in list.Range(0, _n, 1) {
 // it (a CI machine that only builds has none), while deploy names the
 // missing file at the line that sets it and touches nothing (exit 2).
 func TestIdentityFileNeededOnlyToConnect(t *testing.T) {
-	dst := t.TempDir()
-	if out, err := exec.Command("cp", "-r", "../../examples/forum/.", dst).CombinedOutput(); err != nil {
-		t.Fatalf("copy example: %v: %s", err, out)
-	}
+	dst := copyForum(t)
 	prod := filepath.Join(dst, "production")
 	f, err := os.OpenFile(filepath.Join(prod, "deployment.cue"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -349,4 +343,14 @@ func TestIdentityFileNeededOnlyToConnect(t *testing.T) {
 	if r := deploy(t, prod, "deploy", "--on", "forum-1", "--goal", "dry-activate", "--connect-timeout", "1s"); strings.Contains(r.stderr, "identity file") {
 		t.Errorf("deploy --on forum-1: stderr %q; lb's key does not matter", r.stderr)
 	}
+}
+
+// copyForum copies examples/forum into a temporary directory and returns it.
+func copyForum(t *testing.T) string {
+	t.Helper()
+	dst := t.TempDir()
+	if out, err := exec.Command("cp", "-r", "../../examples/forum/.", dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy example: %v: %s", err, out)
+	}
+	return dst
 }

@@ -50,18 +50,7 @@ func (c *deployCmd) Run(e *env) error {
 	if err := lookPrograms(p); err != nil {
 		return err
 	}
-	results := rollout.Run(e.ctx, rollout.Request{
-		Deployment: p.d.Name,
-		Hosts:      p.hosts,
-		Backends:   p.backends,
-		Local:      hosts.Local{},
-		Dial:       c.dialer(),
-		Parallel:   c.Parallel,
-		FailFast:   c.FailFast,
-		Timeout:    c.Timeout,
-		Observer:   newObserver(e, p.hosts),
-	})
-	return report(e, p, results, c.JSON, false)
+	return p.run(e, rollout.Request{Dial: c.dialer(), Parallel: c.Parallel, FailFast: c.FailFast, Timeout: c.Timeout}, c.JSON)
 }
 
 // buildCmd builds the selected systems on this machine and prints their
@@ -80,15 +69,14 @@ func (c *buildCmd) Run(e *env) error {
 	if err := lookPrograms(p, backend.PhaseEval, backend.PhaseBuild); err != nil {
 		return err
 	}
-	results := rollout.Run(e.ctx, rollout.Request{
-		Deployment: p.d.Name,
-		Hosts:      p.hosts,
-		Backends:   p.backends,
-		Local:      hosts.Local{},
-		BuildOnly:  true,
-		Observer:   newObserver(e, p.hosts),
-	})
-	return report(e, p, results, c.JSON, true)
+	return p.run(e, rollout.Request{BuildOnly: true}, c.JSON)
+}
+
+// run runs req over p's hosts, with what every run shares, and reports.
+func (p *plannedRun) run(e *env, req rollout.Request, asJSON bool) error {
+	req.Deployment, req.Hosts, req.Backends = p.d.Name, p.hosts, p.backends
+	req.Local, req.Observer = hosts.Local{}, newObserver(e, p.hosts)
+	return report(e, p, rollout.Run(e.ctx, req), asJSON, req.BuildOnly)
 }
 
 // report prints a run's results and says whether every host reached its

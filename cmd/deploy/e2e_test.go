@@ -51,10 +51,7 @@ func forum(t *testing.T, f *fleet.Fleet) string {
 // fleet's CUE into it; it returns the package's directory.
 func forumPackage(t *testing.T, f *fleet.Fleet, pkg, src string) string {
 	t.Helper()
-	dst := t.TempDir()
-	if out, err := exec.Command("cp", "-r", "../../examples/forum/.", dst).CombinedOutput(); err != nil {
-		t.Fatalf("copy example: %v: %s", err, out)
-	}
+	dst := copyForum(t)
 	dir := filepath.Join(dst, pkg)
 	files := map[string]string{}
 	if src != "" {

@@ -19,8 +19,7 @@ import (
 //
 // What a run needs is read from the plans of its hosts, the same steps
 // `deploy eval` prints, so this list cannot drift from what the backends
-// run. Each host is planned alone: the programs are those of a batched
-// plan, without its size, which grows with the square of the fleet.
+// run.
 
 // missingProgram is one program that is not on PATH, with the first phase
 // that runs it and the hosts that need it.
@@ -95,13 +94,13 @@ func someHosts(hs []string) string {
 func lookPrograms(p *plannedRun, phases ...string) error {
 	var order []string
 	uses := map[string]*missingProgram{}
-	for i := range p.hosts {
+	plans, err := rollout.Plan(rollout.Targets(p.d.Name, p.hosts), p.backends)
+	if err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	for i, plan := range plans {
 		h := &p.hosts[i]
-		plans, err := rollout.Plan(rollout.Targets(p.d.Name, p.hosts[i:i+1]), p.backends)
-		if err != nil {
-			return fmt.Errorf("plan host %q: %w", h.Name, err)
-		}
-		for _, s := range plans[0] {
+		for _, s := range plan {
 			if len(phases) > 0 && !slices.Contains(phases, s.Phase) {
 				continue
 			}

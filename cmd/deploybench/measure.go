@@ -55,7 +55,7 @@ func runCPU(ctx context.Context, dir string, env []string, argv ...string) (stri
 // clockTick is the kernel's USER_HZ, the unit of /proc/PID/stat's times.
 const clockTick = 100
 
-// remoteCPU is the CPU time the fleet's hosts have used so far.
+// tail is the last n lines of s.
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {

@@ -117,7 +117,8 @@ func (h Host) SSHDCounts() (conns, sessions int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("read the sshd log of %q: %w", h.Name, err)
 	}
-	return strings.Count(string(b), "Accepted publickey for "), strings.Count(string(b), "Starting session: "), nil
+	log := string(b)
+	return strings.Count(log, "Accepted publickey for "), strings.Count(log, "Starting session: "), nil
 }
 
 // Alive reports whether the host's recorded sshd is still running.
