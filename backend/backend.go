@@ -42,7 +42,10 @@ const (
 	PlaceClosure      = "<closure>"       // every store path the system needs
 	PlacePrevious     = "<previous-generation>"
 	PlacePreviousPath = "<previous-system>"
-	PlaceFailedGen    = "<failed-generation>"
+	// PlacePreviousRunning is the system the host ran before, where it
+	// differs from the one it booted.
+	PlacePreviousRunning = "<previous-running-system>"
+	PlaceFailedGen       = "<failed-generation>"
 )
 
 // Step is one command of a plan.

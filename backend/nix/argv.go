@@ -185,7 +185,8 @@ const gcLock = "/nix/var/nix/gc.lock"
 // process. Then the locks are let go and the system's
 // switch-to-configuration runs.
 //
-// It prints "begin" just before it changes anything (beginLine): an
+// It prints "begin" just before it changes anything (beginLine), for
+// switch and boot followed by the generation and "new" if it makes it: an
 // activation that ends without it left the host as it was.
 func activateScript(goal string) string {
 	sw := `exec 8>&- 9>&-; exec "$2/bin/switch-to-configuration" "$1"`
@@ -202,11 +203,11 @@ const beginLine = "begin"
 // -sfn replaces an existing link atomically (a new link under a temporary
 // name, renamed over the old), as nix-env does.
 func setProfileScript(profile string) string {
-	return `P=` + hosts.ShellQuote(profile) + `; exec 9>>"$P.lock" && flock 9 || exit; echo ` + beginLine + `; n=0; ` +
+	return `P=` + hosts.ShellQuote(profile) + `; exec 9>>"$P.lock" && flock 9 || exit; n=0; ` +
 		`for l in "$P"-*-link; do [ -L "$l" ] || continue; g=${l#"$P"-}; g=${g%-link}; ` +
 		`case $g in ''|*[!0-9]*) continue ;; esac; [ "$g" -gt "$n" ] && n=$g; done; ` +
-		`if [ "$n" = 0 ] || [ "$(readlink "$P-$n-link")" != "$2" ]; then n=$((n+1)); ln -s "$2" "$P-$n-link" || exit; fi; ` +
-		`ln -sfn "${P##*/}-$n-link" "$P" || exit`
+		`if [ "$n" = 0 ] || [ "$(readlink "$P-$n-link")" != "$2" ]; then n=$((n+1)); echo "` + beginLine + ` $n new"; ln -s "$2" "$P-$n-link" || exit; ` +
+		`else echo "` + beginLine + ` $n"; fi; ln -sfn "${P##*/}-$n-link" "$P" || exit`
 }
 
 // sessionActivateArgv is what the state session runs after "go" (see

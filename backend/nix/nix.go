@@ -39,6 +39,8 @@ type Backend struct {
 	// shared are the targets whose closures nars counts; finished, those
 	// whose run has ended (their closures are not counted any more).
 	shared, finished map[*backend.Target]bool
+	// made are the generations failed activations made, for Rollback.
+	made map[*backend.Target]int
 }
 
 // openCopy is a host's session from State on: waiting for the copy until
@@ -68,7 +70,7 @@ func (oc *openCopy) dropDaemon() {
 // New returns a Nix backend with run options o.
 func New(o Options) *Backend {
 	return &Backend{opts: o, info: map[string]pathInfo{}, open: map[*backend.Target]*openCopy{}, nars: newNARCache(),
-		shared: map[*backend.Target]bool{}, finished: map[*backend.Target]bool{}}
+		shared: map[*backend.Target]bool{}, finished: map[*backend.Target]bool{}, made: map[*backend.Target]int{}}
 }
 
 // share counts t's closure in the archive cache, unless t's run has ended.
@@ -99,9 +101,20 @@ func (b *Backend) Finish(t *backend.Target) {
 		oc.end() // a host stopped before it activated: its session waits
 	}
 	b.unshare(t)
+	b.takeMade(t)
 	b.mu.Lock()
 	b.finished[t] = true
 	b.mu.Unlock()
+}
+
+// takeMade returns the generation t's failed activation made (0 if none)
+// and forgets it.
+func (b *Backend) takeMade(t *backend.Target) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.made[t]
+	delete(b.made, t)
+	return n
 }
 
 // Name implements backend.Backend.
@@ -256,9 +269,12 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		} else {
 			s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), When: when})
 		}
-		for _, r := range rollbackArgvs(goal, backend.PlacePrevious, backend.PlacePreviousPath, backend.PlaceFailedGen) {
-			s = append(s, backend.Step{Phase: backend.PhaseRollback, On: backend.OnTarget, Root: true, Argv: r,
-				When: "the activation failed or was interrupted after it began (it prints \"" + beginLine + "\" first)"})
+		for _, r := range rollbackSteps(goal, backend.PlacePrevious, backend.PlacePreviousPath, backend.PlacePreviousRunning, backend.PlaceFailedGen) {
+			when := "the activation failed or was interrupted after it began (it prints \"" + beginLine + "\" first)"
+			if r.when != "" {
+				when += ", and " + r.when
+			}
+			s = append(s, backend.Step{Phase: backend.PhaseRollback, On: backend.OnTarget, Root: true, Argv: r.argv, When: when})
 		}
 		plans[i] = append(plans[i], s...)
 	}
@@ -290,16 +306,56 @@ func closureRoot(t *backend.Target) string {
 	return orPlace(t.Out, backend.PlaceOut+"("+t.Host.Name+")")
 }
 
-// rollbackArgvs are the commands that take a host back to the previous
-// generation prevGen (system prevSys) after generation failedGen failed.
-func rollbackArgvs(goal, prevGen, prevSys, failedGen string) [][]string {
+// undo is what a rollback goes by: the host's state before the failed
+// activation, and what the activation changed.
+type undo struct {
+	prev backend.State
+	// moved: the profile no longer points at prev.Generation.
+	moved bool
+	// made: the activation made a new generation (one it reused was
+	// there before, and stays).
+	made bool
+}
+
+// ranBooted reports whether the host ran the system its profile pointed at
+// (or ran none).
+func (u undo) ranBooted() bool { return u.prev.Current == "" || u.prev.Current == u.prev.Profile }
+
+// rollbackStep is one command of a rollback; runs says whether it is
+// needed, when says so in a plan ("" for always).
+type rollbackStep struct {
+	argv []string
+	when string
+	runs func(undo) bool
+}
+
+// rollbackSteps take a host back to what it ran and booted before a failed
+// activation for goal: the profile back at generation prevGen (system
+// prevProfile), the boot loader and the running system (prevCurrent) as
+// they were, and the generation the activation made (madeGen) deleted.
+func rollbackSteps(goal, prevGen, prevProfile, prevCurrent, madeGen string) []rollbackStep {
+	always := func(undo) bool { return true }
+	moved := func(u undo) bool { return u.moved }
 	switch goal {
-	case "switch", "boot":
-		return [][]string{switchGenerationArgv(prevGen), switchArgv(prevSys, goal), deleteGenerationArgv(failedGen)}
 	case "test":
-		return [][]string{switchArgv(prevSys, "test")}
+		return []rollbackStep{{argv: switchArgv(prevCurrent, "test"), runs: always}}
+	case "switch", "boot":
+	default:
+		return nil // dry-activate changes nothing
 	}
-	return nil // dry-activate changes nothing
+	steps := []rollbackStep{{argv: switchGenerationArgv(prevGen), when: "the profile moved", runs: moved}}
+	if goal == "boot" {
+		steps = append(steps, rollbackStep{argv: switchArgv(prevProfile, "boot"), when: "the profile moved", runs: moved})
+	} else {
+		other := "the host ran another system than the one it booted"
+		steps = append(steps,
+			rollbackStep{argv: switchArgv(prevProfile, "switch"), when: "the host ran the system it booted", runs: undo.ranBooted},
+			rollbackStep{argv: switchArgv(prevProfile, "boot"), when: other + " and the profile moved",
+				runs: func(u undo) bool { return !u.ranBooted() && u.moved }},
+			rollbackStep{argv: switchArgv(prevCurrent, "test"), when: other, runs: func(u undo) bool { return !u.ranBooted() }})
+	}
+	return append(steps, rollbackStep{argv: deleteGenerationArgv(madeGen),
+		when: "the activation made that generation (one it reused was there before)", runs: func(u undo) bool { return u.made }})
 }
 
 // Instantiate implements backend.Backend.
@@ -1073,6 +1129,7 @@ func daemonStdin(substitute bool) string {
 // Activate implements backend.Backend.
 func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string) error {
 	log := &hosts.OutputLog{}
+	var made int
 	var err error
 	if oc := b.release(t); oc != nil && oc.pushed && goal == t.Host.Activation {
 		// The session Push left waits for "go" (the copy went through
@@ -1083,7 +1140,7 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 			err = fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, err)
 		} else {
 			oc.s.shows = switchArgv(t.Out, t.Host.Activation)
-			err = readActivation(oc.s, log)
+			made, err = readActivation(oc.s, log)
 			oc.dropDaemon()
 		}
 	} else {
@@ -1092,33 +1149,47 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 		}
 		s := startSession(ctx, remote, activateArgv(t.Out, goal))
 		s.stderrTo(log)
-		err = readActivation(s, log)
+		made, err = readActivation(s, log)
 	}
 	t.Output = log.String()
 	if err != nil {
+		if made > 0 {
+			b.mu.Lock()
+			b.made[t] = made
+			b.mu.Unlock()
+		}
 		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
 	}
 	return nil
 }
 
-// readActivation reads an activation's session: the line beginLine, which
-// the script prints before it changes anything, then the activation's own
-// output into log. A session that ends before beginLine failed with the
-// host as it was (backend.ErrActivationNotStarted).
-func readActivation(s *serveSession, log *hosts.OutputLog) error {
-	if l, err := s.line(); err != nil || l != beginLine {
+// readActivation reads an activation's session: the line beginLine (with,
+// where the profile gets a generation, its number and "new" if the
+// activation makes it), which the script prints before it changes
+// anything, then the activation's own output into log. It returns the
+// generation the activation made, or 0. A session that ends before
+// beginLine failed with the host as it was
+// (backend.ErrActivationNotStarted).
+func readActivation(s *serveSession, log *hosts.OutputLog) (made int, err error) {
+	l, err := s.line()
+	f := strings.Fields(l)
+	if err != nil || len(f) == 0 || f[0] != beginLine {
 		werr := s.wait()
 		if err == nil {
 			err = fmt.Errorf("unexpected line %q", l)
 		}
-		return fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, cmp.Or(werr, err))
+		return 0, fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, cmp.Or(werr, err))
+	}
+	if len(f) == 3 && f[2] == "new" {
+		made, _ = strconv.Atoi(f[1])
 	}
 	io.Copy(log, s.out)
-	return s.wait()
+	return made, s.wait()
 }
 
 // Rollback implements backend.Backend.
 func (b *Backend) Rollback(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string, prev backend.State) error {
+	made := b.takeMade(t)
 	switch goal {
 	case "dry-activate":
 		return nil
@@ -1126,21 +1197,24 @@ func (b *Backend) Rollback(ctx context.Context, remote hosts.Executor, t *backen
 		if prev.Current == "" {
 			return errors.New("no system was running before: nothing to roll back to")
 		}
-		return remote.Run(ctx, hosts.Cmd{Argv: switchArgv(prev.Current, "test"), Privileged: true})
+	default:
+		if prev.Generation == 0 || prev.Profile == "" {
+			return errors.New("the host had no previous generation: nothing to roll back to")
+		}
 	}
-	if prev.Generation == 0 || prev.Profile == "" {
-		return errors.New("the host had no previous generation: nothing to roll back to")
+	u := undo{prev: prev, made: made > 0}
+	if setsProfile(goal) {
+		now, err := readState(ctx, remote)
+		if err != nil {
+			return err
+		}
+		u.moved = now.Generation != prev.Generation
 	}
-	now, err := readState(ctx, remote)
-	if err != nil {
-		return err
-	}
-	argvs := rollbackArgvs(goal, strconv.Itoa(prev.Generation), prev.Profile, strconv.Itoa(now.Generation))
-	if now.Generation == prev.Generation {
-		argvs = argvs[:2] // the failure came before a new generation was made
-	}
-	for _, argv := range argvs {
-		if err := remote.Run(ctx, hosts.Cmd{Argv: argv, Privileged: true}); err != nil {
+	for _, r := range rollbackSteps(goal, strconv.Itoa(prev.Generation), prev.Profile, prev.Current, strconv.Itoa(made)) {
+		if !r.runs(u) {
+			continue
+		}
+		if err := remote.Run(ctx, hosts.Cmd{Argv: r.argv, Privileged: true}); err != nil {
 			return err
 		}
 	}

@@ -70,11 +70,17 @@ func TestSetProfileScriptMatchesNixEnv(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	set := func(step int, system string) {
+	// begin is what the script says before it changes the profile: the
+	// generation, and whether it makes it.
+	set := func(step int, system, begin string) {
 		t.Helper()
 		script := setProfileScript(filepath.Join(ours, "system"))
-		if out, err := exec.Command("sh", "-c", script, "sh", "switch", system).CombinedOutput(); err != nil {
+		out, err := exec.Command("sh", "-c", script, "sh", "switch", system).CombinedOutput()
+		if err != nil {
 			t.Fatalf("step %d: our profile script: %v\n%s", step, err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != begin {
+			t.Errorf("step %d: the script said %q, want %q", step, got, begin)
 		}
 		if out, err := exec.Command("nix-env", "-p", filepath.Join(theirs, "system"), "--set", system).CombinedOutput(); err != nil {
 			t.Fatalf("step %d: nix-env --set: %v\n%s", step, err, out)
@@ -83,10 +89,10 @@ func TestSetProfileScriptMatchesNixEnv(t *testing.T) {
 			t.Fatalf("step %d (%s): our profile\n%s\nnix-env's\n%s", step, filepath.Base(system), got, want)
 		}
 	}
-	set(1, a) // the first generation
-	set(2, a) // the same system again: no new generation
-	set(3, b)
-	set(4, a) // back to a: a new generation, not the old one
+	set(1, a, "begin 1 new") // the first generation
+	set(2, a, "begin 1")     // the same system again: no new generation
+	set(3, b, "begin 2 new")
+	set(4, a, "begin 3 new") // back to a: a new generation, not the old one
 	// A gap, as --delete-generations leaves: numbering goes on from the
 	// highest.
 	for _, dir := range []string{ours, theirs} {
@@ -94,7 +100,7 @@ func TestSetProfileScriptMatchesNixEnv(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	set(5, c)
+	set(5, c, "begin 4 new")
 	if got := profileLinks(t, ours); !strings.Contains(got, "system -> system-4-link") {
 		t.Errorf("the profile does not point at generation 4:\n%s", got)
 	}
