@@ -139,8 +139,6 @@ func remoteRealiseArgv(drv string) []string {
 // without a profile.
 const stateScript = `c= g= p=; cd -P /run/current-system 2>/dev/null && c=$PWD; cd -P ` + Profile + ` 2>/dev/null && p=$PWD && g=$(readlink ` + Profile + `); cd /; printf '%s\n%s\n%s\n' "$c" "$g" "$p"`
 
-func stateArgv() []string { return []string{"sh", "-c", stateScript} }
-
 // stateServeArgv prints the state; then, unless the host already has
 // system for goal, a line "wait", and waits for one line from the deployer,
 // which may come after the deployer's build has ended:
@@ -185,29 +183,38 @@ const gcLock = "/nix/var/nix/gc.lock"
 // process. Then the locks are let go and the system's
 // switch-to-configuration runs.
 //
-// It prints "begin" just before it changes anything (beginLine), for
-// switch and boot followed by the generation and "new" if it makes it: an
-// activation that ends without it left the host as it was.
+// Before it changes anything it prints "begin" (beginLine), for switch and
+// boot followed by the generation it sets and "new" if it makes it, and
+// waits for the deployer's "yes" (confirmLine): the deployer, which
+// answers only while the run goes on, knows exactly whether the activation
+// began. Without the answer the script ends and the host is as it was.
 func activateScript(goal string) string {
 	sw := `exec 8>&- 9>&-; exec "$2/bin/switch-to-configuration" "$1"`
 	if !setsProfile(goal) {
-		return `echo ` + beginLine + `; ` + sw
+		return `echo ` + beginLine + `; ` + confirmScript + `; ` + sw
 	}
 	return setProfileScript(Profile) + `; ` + sw
 }
 
-// beginLine is what an activation prints before its first change.
-const beginLine = "begin"
+// beginLine is what an activation prints before its first change;
+// confirmLine, the deployer's answer that lets it go on.
+const (
+	beginLine     = "begin"
+	confirmLine   = "yes"
+	confirmScript = `read -r a && [ "$a" = ` + confirmLine + ` ] || exit`
+)
 
-// setProfileScript points profile at $2 through a new generation. GNU ln
+// setProfileScript points profile at $2 through a new generation, once the
+// deployer has answered its begin line (see activateScript). GNU ln
 // -sfn replaces an existing link atomically (a new link under a temporary
 // name, renamed over the old), as nix-env does.
 func setProfileScript(profile string) string {
 	return `P=` + hosts.ShellQuote(profile) + `; exec 9>>"$P.lock" && flock 9 || exit; n=0; ` +
 		`for l in "$P"-*-link; do [ -L "$l" ] || continue; g=${l#"$P"-}; g=${g%-link}; ` +
 		`case $g in ''|*[!0-9]*) continue ;; esac; [ "$g" -gt "$n" ] && n=$g; done; ` +
-		`if [ "$n" = 0 ] || [ "$(readlink "$P-$n-link")" != "$2" ]; then n=$((n+1)); echo "` + beginLine + ` $n new"; ln -s "$2" "$P-$n-link" || exit; ` +
-		`else echo "` + beginLine + ` $n"; fi; ln -sfn "${P##*/}-$n-link" "$P" || exit`
+		`m=; if [ "$n" = 0 ] || [ "$(readlink "$P-$n-link")" != "$2" ]; then n=$((n+1)); m=" new"; fi; ` +
+		`echo "` + beginLine + ` $n$m"; ` + confirmScript + `; ` +
+		`if [ -n "$m" ]; then ln -s "$2" "$P-$n-link" || exit; fi; ln -sfn "${P##*/}-$n-link" "$P" || exit`
 }
 
 // sessionActivateArgv is what the state session runs after "go" (see

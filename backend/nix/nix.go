@@ -39,8 +39,8 @@ type Backend struct {
 	// shared are the targets whose closures nars counts; finished, those
 	// whose run has ended (their closures are not counted any more).
 	shared, finished map[*backend.Target]bool
-	// made are the generations failed activations made, for Rollback.
-	made map[*backend.Target]int
+	// begun is what failed activations said as they began, for Rollback.
+	begun map[*backend.Target]begun
 }
 
 // openCopy is a host's session from State on: waiting for the copy until
@@ -70,7 +70,7 @@ func (oc *openCopy) dropDaemon() {
 // New returns a Nix backend with run options o.
 func New(o Options) *Backend {
 	return &Backend{opts: o, info: map[string]pathInfo{}, open: map[*backend.Target]*openCopy{}, nars: newNARCache(),
-		shared: map[*backend.Target]bool{}, finished: map[*backend.Target]bool{}, made: map[*backend.Target]int{}}
+		shared: map[*backend.Target]bool{}, finished: map[*backend.Target]bool{}, begun: map[*backend.Target]begun{}}
 }
 
 // share counts t's closure in the archive cache, unless t's run has ended.
@@ -101,20 +101,20 @@ func (b *Backend) Finish(t *backend.Target) {
 		oc.end() // a host stopped before it activated: its session waits
 	}
 	b.unshare(t)
-	b.takeMade(t)
+	b.takeBegun(t)
 	b.mu.Lock()
 	b.finished[t] = true
 	b.mu.Unlock()
 }
 
-// takeMade returns the generation t's failed activation made (0 if none)
-// and forgets it.
-func (b *Backend) takeMade(t *backend.Target) int {
+// takeBegun returns what t's failed activation said as it began, if it
+// did, and forgets it.
+func (b *Backend) takeBegun(t *backend.Target) (begun, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := b.made[t]
-	delete(b.made, t)
-	return n
+	said, ok := b.begun[t]
+	delete(b.begun, t)
+	return said, ok
 }
 
 // Name implements backend.Backend.
@@ -262,12 +262,12 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 			// After a copy through the daemon the waiting session
 			// activates when told "go"; otherwise a session of its own.
 			s = append(s,
-				backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: sessionActivateArgv(out, goal), Stdin: "go",
+				backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: sessionActivateArgv(out, goal), Stdin: "go; " + confirmStdin,
 					When: when + " and the copy went through the host's nix daemon", Continues: true},
-				backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal),
+				backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), Stdin: confirmStdin,
 					When: when + " and the copy went through nix-store --serve"})
 		} else {
-			s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), When: when})
+			s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), Stdin: confirmStdin, When: when})
 		}
 		for _, r := range rollbackSteps(goal, backend.PlacePrevious, backend.PlacePreviousPath, backend.PlacePreviousRunning, backend.PlaceFailedGen) {
 			when := "the activation failed or was interrupted after it began (it prints \"" + beginLine + "\" first)"
@@ -280,6 +280,9 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 	}
 	return plans
 }
+
+// confirmStdin says in a plan what the deployer answers an activation.
+const confirmStdin = confirmLine + " once it says " + beginLine + " (unless the run has stopped)"
 
 // handOn says when a host goes on from the build (see BuildEach).
 func handOn(t *backend.Target) string {
@@ -306,13 +309,22 @@ func closureRoot(t *backend.Target) string {
 	return orPlace(t.Out, backend.PlaceOut+"("+t.Host.Name+")")
 }
 
+// begun is what an activation said as it began (see activateScript): the
+// profile generation it sets (0 for test and dry-activate, which set none)
+// and whether it made that generation.
+type begun struct {
+	gen  int
+	made bool
+}
+
 // undo is what a rollback goes by: the host's state before the failed
-// activation, and what the activation changed.
+// activation, and what the activation began to change.
 type undo struct {
 	prev backend.State
-	// moved: the profile no longer points at prev.Generation.
+	// moved: the activation set another generation than prev's (or did
+	// not say which).
 	moved bool
-	// made: the activation made a new generation (one it reused was
+	// made: the activation made that generation (one it reused was
 	// there before, and stays).
 	made bool
 }
@@ -331,8 +343,11 @@ type rollbackStep struct {
 
 // rollbackSteps take a host back to what it ran and booted before a failed
 // activation for goal: the profile back at generation prevGen (system
-// prevProfile), the boot loader and the running system (prevCurrent) as
-// they were, and the generation the activation made (madeGen) deleted.
+// prevProfile) under the profile's lock, so after an interrupted
+// activation's own change to it; the generation the activation made
+// (madeGen) deleted before the boot loader is written again, so that it
+// lists it no more; the boot loader and the running system (prevCurrent)
+// as they were.
 func rollbackSteps(goal, prevGen, prevProfile, prevCurrent, madeGen string) []rollbackStep {
 	always := func(undo) bool { return true }
 	moved := func(u undo) bool { return u.moved }
@@ -343,19 +358,21 @@ func rollbackSteps(goal, prevGen, prevProfile, prevCurrent, madeGen string) []ro
 	default:
 		return nil // dry-activate changes nothing
 	}
-	steps := []rollbackStep{{argv: switchGenerationArgv(prevGen), when: "the profile moved", runs: moved}}
-	if goal == "boot" {
-		steps = append(steps, rollbackStep{argv: switchArgv(prevProfile, "boot"), when: "the profile moved", runs: moved})
-	} else {
-		other := "the host ran another system than the one it booted"
-		steps = append(steps,
-			rollbackStep{argv: switchArgv(prevProfile, "switch"), when: "the host ran the system it booted", runs: undo.ranBooted},
-			rollbackStep{argv: switchArgv(prevProfile, "boot"), when: other + " and the profile moved",
-				runs: func(u undo) bool { return !u.ranBooted() && u.moved }},
-			rollbackStep{argv: switchArgv(prevCurrent, "test"), when: other, runs: func(u undo) bool { return !u.ranBooted() }})
+	set := "the activation set another generation"
+	steps := []rollbackStep{
+		{argv: switchGenerationArgv(prevGen), when: set, runs: moved},
+		{argv: deleteGenerationArgv(madeGen), when: "the activation made that generation (one it reused was there before)",
+			runs: func(u undo) bool { return u.made }},
 	}
-	return append(steps, rollbackStep{argv: deleteGenerationArgv(madeGen),
-		when: "the activation made that generation (one it reused was there before)", runs: func(u undo) bool { return u.made }})
+	if goal == "boot" {
+		return append(steps, rollbackStep{argv: switchArgv(prevProfile, "boot"), when: set, runs: moved})
+	}
+	other := "the host ran another system than the one it booted"
+	return append(steps,
+		rollbackStep{argv: switchArgv(prevProfile, "switch"), when: "the host ran the system it booted, or none", runs: undo.ranBooted},
+		rollbackStep{argv: switchArgv(prevProfile, "boot"), when: other + ", and " + set,
+			runs: func(u undo) bool { return !u.ranBooted() && u.moved }},
+		rollbackStep{argv: switchArgv(prevCurrent, "test"), when: other, runs: func(u undo) bool { return !u.ranBooted() }})
 }
 
 // Instantiate implements backend.Backend.
@@ -977,18 +994,6 @@ func (s *serveSession) missing(closure []string, substitute bool) ([]string, err
 	return missing, nil
 }
 
-// readState reads the host's state alone.
-func readState(ctx context.Context, remote hosts.Executor) (backend.State, error) {
-	// As root: a store without a daemon can only be opened by its owner.
-	out, err := hosts.Output(ctx, remote, hosts.Cmd{Argv: stateArgv(), Privileged: true})
-	if err != nil {
-		return backend.State{}, fmt.Errorf("read state: %w", err)
-	}
-	var lines [3]string
-	copy(lines[:], strings.Split(out, "\n"))
-	return stateOf(lines), nil
-}
-
 // stateOf reads the state script's three lines.
 func stateOf(lines [3]string) backend.State {
 	return backend.State{Current: lines[0], Profile: lines[2], Generation: backend.Generation(lines[1])}
@@ -1129,7 +1134,7 @@ func daemonStdin(substitute bool) string {
 // Activate implements backend.Backend.
 func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string) error {
 	log := &hosts.OutputLog{}
-	var made int
+	var said begun
 	var err error
 	if oc := b.release(t); oc != nil && oc.pushed && goal == t.Host.Activation {
 		// The session Push left waits for "go" (the copy went through
@@ -1140,7 +1145,7 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 			err = fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, err)
 		} else {
 			oc.s.shows = switchArgv(t.Out, t.Host.Activation)
-			made, err = readActivation(oc.s, log)
+			said, err = readActivation(ctx, oc.s, log)
 			oc.dropDaemon()
 		}
 	} else {
@@ -1149,13 +1154,13 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 		}
 		s := startSession(ctx, remote, activateArgv(t.Out, goal))
 		s.stderrTo(log)
-		made, err = readActivation(s, log)
+		said, err = readActivation(ctx, s, log)
 	}
 	t.Output = log.String()
 	if err != nil {
-		if made > 0 {
+		if !errors.Is(err, backend.ErrActivationNotStarted) {
 			b.mu.Lock()
-			b.made[t] = made
+			b.begun[t] = said
 			b.mu.Unlock()
 		}
 		return &backend.PhaseError{Phase: backend.PhaseActivate, Err: err}
@@ -1166,30 +1171,46 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 // readActivation reads an activation's session: the line beginLine (with,
 // where the profile gets a generation, its number and "new" if the
 // activation makes it), which the script prints before it changes
-// anything, then the activation's own output into log. It returns the
-// generation the activation made, or 0. A session that ends before
-// beginLine failed with the host as it was
+// anything; then, unless ctx is done, it answers confirmLine and reads the
+// activation's own output into log. It returns what the begin line said.
+// An activation that was not answered failed with the host as it was
 // (backend.ErrActivationNotStarted).
-func readActivation(s *serveSession, log *hosts.OutputLog) (made int, err error) {
+func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog) (begun, error) {
 	l, err := s.line()
 	f := strings.Fields(l)
-	if err != nil || len(f) == 0 || f[0] != beginLine {
-		werr := s.wait()
-		if err == nil {
-			err = fmt.Errorf("unexpected line %q", l)
-		}
-		return 0, fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, cmp.Or(werr, err))
+	if err == nil && (len(f) == 0 || f[0] != beginLine) {
+		err = fmt.Errorf("unexpected line %q", l)
 	}
-	if len(f) == 3 && f[2] == "new" {
-		made, _ = strconv.Atoi(f[1])
+	if err == nil {
+		if afterBegin != nil {
+			afterBegin()
+		}
+		err = ctx.Err()
+	}
+	if err == nil {
+		s.w.WriteString(confirmLine + "\n")
+		err = s.flush()
+	}
+	if err != nil {
+		werr := s.wait()
+		return begun{}, fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, cmp.Or(werr, err))
+	}
+	var said begun
+	if len(f) > 1 {
+		said.gen, _ = strconv.Atoi(f[1])
+		said.made = len(f) > 2 && f[2] == "new"
 	}
 	io.Copy(log, s.out)
-	return made, s.wait()
+	return said, s.wait()
 }
+
+// afterBegin, when set (by tests), runs between an activation's begin line
+// and the deployer's answer.
+var afterBegin func()
 
 // Rollback implements backend.Backend.
 func (b *Backend) Rollback(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string, prev backend.State) error {
-	made := b.takeMade(t)
+	said, ok := b.takeBegun(t)
 	switch goal {
 	case "dry-activate":
 		return nil
@@ -1202,15 +1223,8 @@ func (b *Backend) Rollback(ctx context.Context, remote hosts.Executor, t *backen
 			return errors.New("the host had no previous generation: nothing to roll back to")
 		}
 	}
-	u := undo{prev: prev, made: made > 0}
-	if setsProfile(goal) {
-		now, err := readState(ctx, remote)
-		if err != nil {
-			return err
-		}
-		u.moved = now.Generation != prev.Generation
-	}
-	for _, r := range rollbackSteps(goal, strconv.Itoa(prev.Generation), prev.Profile, prev.Current, strconv.Itoa(made)) {
+	u := undo{prev: prev, moved: !ok || said.gen != prev.Generation, made: ok && said.made}
+	for _, r := range rollbackSteps(goal, strconv.Itoa(prev.Generation), prev.Profile, prev.Current, strconv.Itoa(said.gen)) {
 		if !r.runs(u) {
 			continue
 		}

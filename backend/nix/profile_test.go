@@ -75,7 +75,9 @@ func TestSetProfileScriptMatchesNixEnv(t *testing.T) {
 	set := func(step int, system, begin string) {
 		t.Helper()
 		script := setProfileScript(filepath.Join(ours, "system"))
-		out, err := exec.Command("sh", "-c", script, "sh", "switch", system).CombinedOutput()
+		cmd := exec.Command("sh", "-c", script, "sh", "switch", system)
+		cmd.Stdin = strings.NewReader(confirmLine + "\n")
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("step %d: our profile script: %v\n%s", step, err, out)
 		}

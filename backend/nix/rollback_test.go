@@ -2,11 +2,13 @@ package nix
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/hosts"
@@ -50,6 +52,12 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 	activations := func() []string {
 		data, _ := os.ReadFile(h.Path("/run/cuedeploy-example/activations"))
 		return strings.Split(strings.TrimSpace(string(data)), "\n")
+	}
+	// bootEntries is the boot menu the example's switch-to-configuration
+	// writes for switch and boot: the profile's generations.
+	bootEntries := func() string {
+		data, _ := os.ReadFile(h.Path("/run/cuedeploy-example/boot-entries"))
+		return strings.Join(strings.Fields(string(data)), " ")
 	}
 	// deploy does what the runner does with one host: state, copy,
 	// activation, and a rollback to the state read first if it fails.
@@ -133,5 +141,50 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 		if after := read(); !slices.Equal(after.generations, before.generations) || after.current != before.current || after.profile != before.profile {
 			t.Errorf("after the rollback the host is\n%+v\nwant as before\n%+v", after, before)
 		}
+		// The generation is gone before the boot loader is written again:
+		// the menu does not offer the failed system.
+		if got := bootEntries(); got != "system-1-link" {
+			t.Errorf("boot menu %q after the rollback, want only generation 1", got)
+		}
 	})
+}
+
+// TestActivationStoppedAtBeginChangesNothing stops a run just after an
+// activation has said it begins, before the deployer's answer, through the
+// host's daemon and through nix-store --serve: the activation did not
+// start, so the runner will not roll it back, and indeed nothing changed.
+func TestActivationStoppedAtBeginChangesNothing(t *testing.T) {
+	needNix(t)
+	f := fleettest.Up(t, fleet.Config{Hosts: []string{"through-daemon", "through-serve"}})
+	for i, noDaemon := range []bool{false, true} {
+		h := f.Hosts[i]
+		t.Run(h.Name, func(t *testing.T) {
+			conn := dialHost(t, f, h)
+			b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir(), NoDaemon: noDaemon})
+			tg := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "stopped-at-begin", "failActivation": "", "env": filepath.Base(t.TempDir())})}
+			instantiateAndBuild(t, b, tg)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if _, err := b.State(ctx, conn, tg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Push(ctx, hosts.Local{}, conn, tg); err != nil {
+				t.Fatal(err)
+			}
+			afterBegin = cancel
+			defer func() { afterBegin = nil }()
+			err := b.Activate(ctx, conn, tg, "switch")
+			b.Finish(tg)
+			if !errors.Is(err, backend.ErrActivationNotStarted) {
+				t.Errorf("Activate stopped at its begin line: %v; want it not started", err)
+			}
+			// Time for an activation that went on regardless.
+			time.Sleep(500 * time.Millisecond)
+			for _, p := range []string{"/run/current-system", Profile, Profile + "-1-link", "/run/cuedeploy-example/activations"} {
+				if _, err := os.Lstat(h.Path(p)); !os.IsNotExist(err) {
+					t.Errorf("the host has %s (%v), want none", p, err)
+				}
+			}
+		})
+	}
 }

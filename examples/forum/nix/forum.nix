@@ -56,6 +56,10 @@ let
             dry-activate) echo "would activate the configuration... (/run/current-system -> $out)" >&2 ;;
             *) echo "switch-to-configuration: unknown goal \$goal" >&2; exit 2 ;;
           esac
+          case "\$goal" in
+            switch|boot) # the boot menu lists the profile's generations
+              (cd /nix/var/nix/profiles && ls -d system-*-link) > /run/cuedeploy-example/boot-entries 2>/dev/null ;;
+          esac
           echo "\$goal $out" >> /run/cuedeploy-example/activations
           if [ -n "$failActivation" ] && [ "\$goal" != dry-activate ]; then
             echo "activation of $hostName failed: a unit did not start" >&2
