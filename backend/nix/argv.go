@@ -168,7 +168,7 @@ func stateServeArgv(goal, system string, activate bool) []string {
 		`serve) exec 8>>` + gcLock + ` && flock -s 8 || exit; echo serve; exec ` + hosts.ShellJoin(serveArgv()) + ` ;; ` +
 		`go) ;; *) exit 2 ;; esac`
 	if activate {
-		script += `; echo activate; ` + activateScript(goal)
+		script += `; echo activate; ` + activateScript(goal, "")
 	}
 	return []string{"sh", "-c", script, "sh", goal, system}
 }
@@ -181,58 +181,66 @@ const gcLock = "/nix/var/nix/gc.lock"
 // next number, or the last one again if it already is system; the link
 // replaced atomically; under the profile's lock), without starting a nix
 // process. Then the locks are let go and the system's
-// switch-to-configuration runs.
+// switch-to-configuration runs, its standard input closed.
 //
-// Before it changes anything it prints "begin" (beginLine), for switch and
-// boot followed by the generation it sets and "new" if it makes it, and
-// waits for the deployer's "yes" (confirmLine): the deployer, which
-// answers only while the run goes on, knows exactly whether the activation
-// began. Without the answer the script ends and the host is as it was.
-func activateScript(goal string) string {
-	sw := `exec 8>&- 9>&-; exec "$2/bin/switch-to-configuration" "$1"`
-	if !setsProfile(goal) {
-		return `echo ` + beginLine + `; ` + confirmScript + `; ` + sw
+// Before it changes anything (and before it takes a lock) it prints
+// "begin" (beginLine) and waits for the deployer's "yes" (confirmLine),
+// which the deployer gives only while the run goes on: an activation the
+// deployer did not answer ends with the host as it was. locked is what
+// runs between the answer and the profile (the GC lock and its check, for
+// a session of its own).
+func activateScript(goal, locked string) string {
+	script := missingCheck + `; echo ` + beginLine + `; read -r a && [ "$a" = ` + confirmLine + ` ] || exit; `
+	if locked != "" {
+		script += locked + `; `
 	}
-	return setProfileScript(Profile) + `; ` + sw
+	if setsProfile(goal) {
+		script += setProfileScript(Profile) + `; `
+	}
+	return script + `exec 8>&- 9>&-; exec "$2/bin/switch-to-configuration" "$1" </dev/null`
 }
 
+// missingCheck refuses a system ($2) that is not (or no longer) in the
+// host's store.
+const missingCheck = `[ -e "$2" ] || { echo "$2 is not in the host's store (collected since the copy?): deploy again" >&2; exit 1; }`
+
 // beginLine is what an activation prints before its first change;
-// confirmLine, the deployer's answer that lets it go on.
+// confirmLine, the deployer's answer that lets it go on; generationLine,
+// what it prints, for switch and boot, before it sets the profile: the
+// generation and "new" if it makes it.
 const (
-	beginLine     = "begin"
-	confirmLine   = "yes"
-	confirmScript = `read -r a && [ "$a" = ` + confirmLine + ` ] || exit`
+	beginLine      = "begin"
+	confirmLine    = "yes"
+	generationLine = "generation"
 )
 
-// setProfileScript points profile at $2 through a new generation, once the
-// deployer has answered its begin line (see activateScript). GNU ln
-// -sfn replaces an existing link atomically (a new link under a temporary
-// name, renamed over the old), as nix-env does.
+// setProfileScript points profile at $2 through a new generation, saying
+// which first (generationLine). It takes the profile's lock as nix does: a
+// lock file that nix marked stale (not empty) before deleting it is
+// opened again. GNU ln -sfn replaces an existing link atomically (a new
+// link under a temporary name, renamed over the old), as nix-env does.
 func setProfileScript(profile string) string {
-	return `P=` + hosts.ShellQuote(profile) + `; exec 9>>"$P.lock" && flock 9 || exit; n=0; ` +
+	return `P=` + hosts.ShellQuote(profile) + `; while :; do exec 9>>"$P.lock" && flock 9 || exit; [ -s /proc/self/fd/9 ] || break; done; n=0; ` +
 		`for l in "$P"-*-link; do [ -L "$l" ] || continue; g=${l#"$P"-}; g=${g%-link}; ` +
 		`case $g in ''|*[!0-9]*) continue ;; esac; [ "$g" -gt "$n" ] && n=$g; done; ` +
 		`m=; if [ "$n" = 0 ] || [ "$(readlink "$P-$n-link")" != "$2" ]; then n=$((n+1)); m=" new"; fi; ` +
-		`echo "` + beginLine + ` $n$m"; ` + confirmScript + `; ` +
+		`echo "` + generationLine + ` $n$m"; ` +
 		`if [ -n "$m" ]; then ln -s "$2" "$P-$n-link" || exit; fi; ln -sfn "${P##*/}-$n-link" "$P" || exit`
 }
 
 // sessionActivateArgv is what the state session runs after "go" (see
-// stateServeArgv), shown as a command of its own.
+// stateServeArgv), shown as a command of its own: the daemon connection
+// holds the closure as temporary roots.
 func sessionActivateArgv(system, goal string) []string {
-	return []string{"sh", "-c", activateScript(goal), "sh", goal, system}
+	return []string{"sh", "-c", activateScript(goal, ""), "sh", goal, system}
 }
 
-// activateArgv reaches goal with system in one round trip, in its own
-// session (after a copy through nix-store --serve, or a build on the
-// host). It holds the GC lock shared until the profile has the new
-// generation, and refuses a system that is not (or no longer) in the
-// host's store.
+// activateArgv reaches goal with system in a session of its own (after a
+// copy through nix-store --serve, or a build on the host). Once answered,
+// it holds the GC lock shared until the profile has the new generation,
+// and checks again that the system is in the host's store.
 func activateArgv(system, goal string) []string {
-	script := `exec 8>>` + gcLock + ` && flock -s 8 || exit; ` +
-		`[ -e "$2" ] || { echo "$2 is not in the host's store (collected since the copy?): deploy again" >&2; exit 1; }; ` +
-		activateScript(goal)
-	return []string{"sh", "-c", script, "sh", goal, system}
+	return []string{"sh", "-c", activateScript(goal, `exec 8>>`+gcLock+` && flock -s 8 || exit; `+missingCheck), "sh", goal, system}
 }
 
 // switchArgv runs the system's activation for goal.

@@ -270,7 +270,7 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 			s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), Stdin: confirmStdin, When: when})
 		}
 		for _, r := range rollbackSteps(goal, backend.PlacePrevious, backend.PlacePreviousPath, backend.PlacePreviousRunning, backend.PlaceFailedGen) {
-			when := "the activation failed or was interrupted after it began (it prints \"" + beginLine + "\" first)"
+			when := "the activation failed or was interrupted after deploy answered its \"" + beginLine + "\""
 			if r.when != "" {
 				when += ", and " + r.when
 			}
@@ -309,9 +309,9 @@ func closureRoot(t *backend.Target) string {
 	return orPlace(t.Out, backend.PlaceOut+"("+t.Host.Name+")")
 }
 
-// begun is what an activation said as it began (see activateScript): the
-// profile generation it sets (0 for test and dry-activate, which set none)
-// and whether it made that generation.
+// begun is what an activation that began said (see setProfileScript): the
+// profile generation it sets (0 for test and dry-activate, which set none,
+// or if it did not say) and whether it made that generation.
 type begun struct {
 	gen  int
 	made bool
@@ -321,8 +321,8 @@ type begun struct {
 // activation, and what the activation began to change.
 type undo struct {
 	prev backend.State
-	// moved: the activation set another generation than prev's (or did
-	// not say which).
+	// moved: the activation set another generation than prev's, or may
+	// have (it did not say which).
 	moved bool
 	// made: the activation made that generation (one it reused was
 	// there before, and stays).
@@ -1145,7 +1145,7 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 			err = fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, err)
 		} else {
 			oc.s.shows = switchArgv(t.Out, t.Host.Activation)
-			said, err = readActivation(ctx, oc.s, log)
+			said, err = readActivation(ctx, oc.s, log, setsProfile(goal))
 			oc.dropDaemon()
 		}
 	} else {
@@ -1154,7 +1154,7 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 		}
 		s := startSession(ctx, remote, activateArgv(t.Out, goal))
 		s.stderrTo(log)
-		said, err = readActivation(ctx, s, log)
+		said, err = readActivation(ctx, s, log, setsProfile(goal))
 	}
 	t.Output = log.String()
 	if err != nil {
@@ -1168,17 +1168,16 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 	return nil
 }
 
-// readActivation reads an activation's session: the line beginLine (with,
-// where the profile gets a generation, its number and "new" if the
-// activation makes it), which the script prints before it changes
-// anything; then, unless ctx is done, it answers confirmLine and reads the
-// activation's own output into log. It returns what the begin line said.
-// An activation that was not answered failed with the host as it was
+// readActivation reads an activation's session: the line beginLine, which
+// the script prints before it changes anything; then, unless ctx is done,
+// it answers confirmLine; with profile, it reads the generation line (see
+// setProfileScript); then the activation's own output into log. It
+// returns what the generation line said. An activation that was not
+// answered failed with the host as it was
 // (backend.ErrActivationNotStarted).
-func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog) (begun, error) {
+func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog, profile bool) (begun, error) {
 	l, err := s.line()
-	f := strings.Fields(l)
-	if err == nil && (len(f) == 0 || f[0] != beginLine) {
+	if err == nil && l != beginLine {
 		err = fmt.Errorf("unexpected line %q", l)
 	}
 	if err == nil {
@@ -1196,9 +1195,17 @@ func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog) 
 		return begun{}, fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, cmp.Or(werr, err))
 	}
 	var said begun
-	if len(f) > 1 {
-		said.gen, _ = strconv.Atoi(f[1])
-		said.made = len(f) > 2 && f[2] == "new"
+	if profile {
+		// Unread (the session ended first), the generation stays 0:
+		// unknown.
+		if l, err := s.line(); err == nil {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == generationLine {
+				said.gen, _ = strconv.Atoi(f[1])
+				said.made = len(f) > 2 && f[2] == "new"
+			} else {
+				log.Write([]byte(l + "\n"))
+			}
+		}
 	}
 	io.Copy(log, s.out)
 	return said, s.wait()

@@ -7,8 +7,10 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"cuedeploy.dev/cuedeploy/backend/backendtest"
+	"cuedeploy.dev/cuedeploy/hosts"
 )
 
 // profileLinks lists a profile's directory: every link and its target,
@@ -70,19 +72,17 @@ func TestSetProfileScriptMatchesNixEnv(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// begin is what the script says before it changes the profile: the
+	// said is what the script says before it changes the profile: the
 	// generation, and whether it makes it.
-	set := func(step int, system, begin string) {
+	set := func(step int, system, said string) {
 		t.Helper()
 		script := setProfileScript(filepath.Join(ours, "system"))
-		cmd := exec.Command("sh", "-c", script, "sh", "switch", system)
-		cmd.Stdin = strings.NewReader(confirmLine + "\n")
-		out, err := cmd.CombinedOutput()
+		out, err := exec.Command("sh", "-c", script, "sh", "switch", system).CombinedOutput()
 		if err != nil {
 			t.Fatalf("step %d: our profile script: %v\n%s", step, err, out)
 		}
-		if got := strings.TrimSpace(string(out)); got != begin {
-			t.Errorf("step %d: the script said %q, want %q", step, got, begin)
+		if got := strings.TrimSpace(string(out)); got != said {
+			t.Errorf("step %d: the script said %q, want %q", step, got, said)
 		}
 		if out, err := exec.Command("nix-env", "-p", filepath.Join(theirs, "system"), "--set", system).CombinedOutput(); err != nil {
 			t.Fatalf("step %d: nix-env --set: %v\n%s", step, err, out)
@@ -91,10 +91,10 @@ func TestSetProfileScriptMatchesNixEnv(t *testing.T) {
 			t.Fatalf("step %d (%s): our profile\n%s\nnix-env's\n%s", step, filepath.Base(system), got, want)
 		}
 	}
-	set(1, a, "begin 1 new") // the first generation
-	set(2, a, "begin 1")     // the same system again: no new generation
-	set(3, b, "begin 2 new")
-	set(4, a, "begin 3 new") // back to a: a new generation, not the old one
+	set(1, a, "generation 1 new") // the first generation
+	set(2, a, "generation 1")     // the same system again: no new generation
+	set(3, b, "generation 2 new")
+	set(4, a, "generation 3 new") // back to a: a new generation, not the old one
 	// A gap, as --delete-generations leaves: numbering goes on from the
 	// highest.
 	for _, dir := range []string{ours, theirs} {
@@ -102,7 +102,7 @@ func TestSetProfileScriptMatchesNixEnv(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	set(5, c, "begin 4 new")
+	set(5, c, "generation 4 new")
 	if got := profileLinks(t, ours); !strings.Contains(got, "system -> system-4-link") {
 		t.Errorf("the profile does not point at generation 4:\n%s", got)
 	}
@@ -141,5 +141,87 @@ func TestProfileSwitchIsAtomic(t *testing.T) {
 	}
 	if err := <-missing; err != nil {
 		t.Fatalf("the profile link was missing while ln -sfn replaced it: %v", err)
+	}
+}
+
+// TestActivationWaitsForTheAnswer runs the activation script (goal test,
+// which leaves the profile alone) for a stand-in system: it says begin and
+// activates only once answered yes; without an answer, or with another
+// one, it ends with nothing run. The system's activation gets no standard
+// input.
+func TestActivationWaitsForTheAnswer(t *testing.T) {
+	system := t.TempDir()
+	ran := filepath.Join(t.TempDir(), "ran")
+	stc := "#!/bin/sh\nif read -r line; then echo \"read $line\" >&2; fi\necho \"$1\" > " + hosts.ShellQuote(ran) + "\n"
+	if err := os.MkdirAll(filepath.Join(system, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(system, "bin", "switch-to-configuration"), []byte(stc), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		stdin string
+		runs  bool
+	}{
+		{"", false},
+		{"no\n", false},
+		{confirmLine + "\n", true},
+		{confirmLine + "\nmore input\n", true},
+	} {
+		os.Remove(ran)
+		cmd := exec.Command("sh", "-c", activateScript("test", ""), "sh", "test", system)
+		cmd.Stdin = strings.NewReader(tc.stdin)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		_, statErr := os.Stat(ran)
+		if string(out) != beginLine+"\n" || (err == nil) != tc.runs || (statErr == nil) != tc.runs {
+			t.Errorf("answer %q: said %q, exit %v, ran %v; want it to say %q and run: %v", tc.stdin, out, err, statErr == nil, beginLine, tc.runs)
+		}
+		if strings.Contains(stderr.String(), "read ") {
+			t.Errorf("answer %q: the activation read %q from the deployer", tc.stdin, stderr.String())
+		}
+	}
+}
+
+// TestProfileLockStaleFileIsOpenedAgain holds the profile's lock as nix-env
+// does and, as nix-env does when it is done, deletes the lock file and
+// marks it stale while still holding it: the script, which was waiting,
+// must then lock the file at the path, not the deleted one it had opened.
+func TestProfileLockStaleFileIsOpenedAgain(t *testing.T) {
+	if _, err := exec.LookPath("flock"); err != nil {
+		backendtest.Skip(t, "flock not found on PATH")
+	}
+	dir := t.TempDir()
+	profile, lock, held := filepath.Join(dir, "system"), filepath.Join(dir, "system.lock"), filepath.Join(dir, "held")
+	system := t.TempDir()
+
+	// Like nix-env: lock, work, then unlink the lock file and write to it
+	// before letting go.
+	holder := exec.Command("sh", "-c", `exec 9>>"$1" && flock 9 && sleep 0.5 && rm "$1" && echo d >&9`, "sh", lock)
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the holder has the lock
+	script := setProfileScript(profile) + `; touch "$3"; sleep 2`
+	ours := exec.Command("sh", "-c", script, "sh", "switch", system, held)
+	if err := ours.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ours.Wait()
+	if err := holder.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(held); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the script never went on after the lock was let go")
+		}
+	}
+	// While the script goes on, the lock file at the path is locked.
+	if err := exec.Command("flock", "-n", lock, "true").Run(); err == nil {
+		t.Error("the lock file at the path was free while the script held the profile's lock: it held the deleted one")
 	}
 }

@@ -31,7 +31,8 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 	env := filepath.Base(t.TempDir())
 	good := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "rollback", "failActivation": "", "env": env})}
 	bad := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "rollback", "failActivation": "forum-1", "env": env})}
-	instantiateAndBuild(t, b, good, bad)
+	other := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "rollback-other", "failActivation": "", "env": env})}
+	instantiateAndBuild(t, b, good, bad, other)
 
 	type hostState struct {
 		current, profile string   // what runs; the generation the profile points at
@@ -132,6 +133,7 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 	})
 
 	t.Run("new generation deleted", func(t *testing.T) {
+		onHost("nix-env", "-p", Profile, "--switch-generation", "1")
 		onHost("nix-env", "-p", Profile, "--delete-generations", "2")
 		before := read()
 		actErr, rbErr := deploy(bad)
@@ -145,6 +147,39 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 		// the menu does not offer the failed system.
 		if got := bootEntries(); got != "system-1-link" {
 			t.Errorf("boot menu %q after the rollback, want only generation 1", got)
+		}
+	})
+
+	t.Run("running one system, booting another, a new generation failing", func(t *testing.T) {
+		// The good system runs; the profile boots another one (what deploy
+		// --goal boot leaves).
+		if _, err := b.State(ctx, conn, other); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Push(ctx, hosts.Local{}, conn, other); err != nil {
+			t.Fatal(err)
+		}
+		b.Finish(other)
+		onHost("nix-env", "-p", Profile, "--set", other.Out)
+		before, n := read(), len(activations())
+		actErr, rbErr := deploy(bad)
+		if actErr == nil || rbErr != nil {
+			t.Fatalf("activation: %v, rollback: %v; want the activation to fail and the rollback to succeed", actErr, rbErr)
+		}
+		if after := read(); !slices.Equal(after.generations, before.generations) || after.current != before.current || after.profile != before.profile {
+			t.Errorf("after the rollback the host is\n%+v\nwant as before\n%+v", after, before)
+		}
+		// The booted system's boot loader back (without the failed
+		// generation), then the running one activated for this boot.
+		if got, want := activations()[n:], []string{"switch " + bad.Out, "boot " + other.Out, "test " + good.Out}; !slices.Equal(got, want) {
+			t.Errorf("activations %q, want %q", got, want)
+		}
+		var links []string
+		for _, g := range before.generations {
+			links = append(links, strings.Fields(g)[0])
+		}
+		if got, want := bootEntries(), strings.Join(links, " "); got != want {
+			t.Errorf("boot menu %q after the rollback, want the generations before: %q", got, want)
 		}
 	})
 }
@@ -184,6 +219,12 @@ func TestActivationStoppedAtBeginChangesNothing(t *testing.T) {
 				if _, err := os.Lstat(h.Path(p)); !os.IsNotExist(err) {
 					t.Errorf("the host has %s (%v), want none", p, err)
 				}
+			}
+			// Each path was taken: the host's daemon logs the
+			// connections it accepts.
+			log, _ := os.ReadFile(filepath.Join(h.Dir, "nix-daemon.log"))
+			if accepted := strings.Contains(string(log), "accepted connection"); accepted == noDaemon {
+				t.Errorf("the host's daemon accepted a connection: %v, want %v", accepted, !noDaemon)
 			}
 		})
 	}
