@@ -43,7 +43,8 @@ const (
 	PlacePrevious     = "<previous-generation>"
 	PlacePreviousPath = "<previous-system>"
 	// PlacePreviousRunning is the system the host ran before, where it
-	// differs from the one it booted.
+	// differs from the one it booted (in the copy's temporary roots and a
+	// rollback), or, for goal test, the one it ran.
 	PlacePreviousRunning = "<previous-running-system>"
 	PlaceFailedGen       = "<failed-generation>"
 )

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -64,6 +65,10 @@ type daemonConn struct {
 	link  func() (time.Duration, bool)
 	// log keeps the daemon's last messages, for errors.
 	log []string
+	// holds are paths missing also holds as temporary roots, though they
+	// are not copied: the system the host ran before, which a rollback
+	// may activate again.
+	holds []string
 }
 
 // openDaemon connects to the host's daemon and exchanges the greeting.
@@ -282,7 +287,8 @@ func stripANSI(s string) string {
 }
 
 // missing returns which of closure the host lacks, in closure order, after
-// holding every path of closure as a temporary GC root of this connection
+// holding every path of closure (and dc.holds) as a temporary GC root of
+// this connection
 // (as nix-store --serve's locked query does): what the host has stays until
 // the profile refers to it. With substitute the host first fetches what its
 // substituters have. One round trip.
@@ -290,7 +296,8 @@ func (dc *daemonConn) missing(closure []string, substitute bool) ([]string, erro
 	if substitute && dc.minor < 27 {
 		return nil, errors.New("nix daemon: substituting needs protocol 1.27 (Nix 2.4)")
 	}
-	for _, p := range closure {
+	roots := append(slices.Clip(closure), dc.holds...)
+	for _, p := range roots {
 		dc.enc.num(wopAddTempRoot)
 		dc.enc.str(p)
 	}
@@ -302,7 +309,7 @@ func (dc *daemonConn) missing(closure []string, substitute bool) ([]string, erro
 	if err := dc.flush(); err != nil {
 		return nil, err
 	}
-	for range closure {
+	for range roots {
 		if err := dc.result(); err != nil {
 			return nil, fmt.Errorf("nix daemon: add temporary root: %w", err)
 		}

@@ -44,13 +44,16 @@ type Backend struct {
 }
 
 // openCopy is a host's session from State on: waiting for the copy until
-// Push; after a copy through the daemon, waiting for Activate's "go".
+// Push; after a copy through the daemon, waiting for Activate's "go"; after
+// the activation, ended, its daemon connection open until Finish.
 type openCopy struct {
 	s      *serveSession
 	pushed bool // Push has copied through the daemon: the session waits for "go"
 	// daemon, when the host's nix daemon can take the copy, is open from
-	// State until the activation has ended: its worker holds the closure
-	// as temporary GC roots until the profile refers to it.
+	// State until the host's run has ended (Finish), a rollback included:
+	// its worker holds the closure as temporary GC roots until the
+	// profile refers to it, and the system the host ran before where no
+	// generation does.
 	daemon *daemonConn
 }
 
@@ -950,6 +953,12 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 		// nix-store --serve does.
 		if dc, err := openDaemon(ctx, ud); err == nil {
 			oc.daemon = dc
+			if st.Current != "" && st.Current != st.Profile {
+				// In no generation, only /run/current-system roots
+				// it: a failed switch repoints that, and a rollback
+				// activates it again.
+				dc.holds = []string{st.Current}
+			}
 		}
 	}
 	b.keep(t, oc)
@@ -1127,8 +1136,8 @@ func daemonStdin(substitute bool) string {
 	if substitute {
 		q = "query-valid-paths --substitute " + backend.PlaceClosure
 	}
-	return "add-temp-root " + backend.PlaceClosure + "; " + q + "; add-to-store-nar " + backend.PlaceMissing +
-		" (archives written by deploy); the connection stays open, holding them, until the activation has ended"
+	return "add-temp-root " + backend.PlaceClosure + " " + backend.PlacePreviousRunning + "; " + q + "; add-to-store-nar " + backend.PlaceMissing +
+		" (archives written by deploy); the connection stays open, holding them, until the host's run has ended (a rollback included)"
 }
 
 // Activate implements backend.Backend.
@@ -1146,7 +1155,9 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 		} else {
 			oc.s.shows = switchArgv(t.Out, t.Host.Activation)
 			said, err = readActivation(ctx, oc.s, log, setsProfile(goal))
-			oc.dropDaemon()
+			// The daemon connection holds its roots until Finish,
+			// through a rollback.
+			b.keep(t, oc)
 		}
 	} else {
 		if oc != nil {

@@ -32,7 +32,8 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 	good := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "rollback", "failActivation": "", "env": env})}
 	bad := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "rollback", "failActivation": "forum-1", "env": env})}
 	other := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "rollback-other", "failActivation": "", "env": env})}
-	instantiateAndBuild(t, b, good, bad, other)
+	tested := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "rollback-tested", "failActivation": "", "env": env})}
+	instantiateAndBuild(t, b, good, bad, other, tested)
 
 	type hostState struct {
 		current, profile string   // what runs; the generation the profile points at
@@ -60,10 +61,12 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 		data, _ := os.ReadFile(h.Path("/run/cuedeploy-example/boot-entries"))
 		return strings.Join(strings.Fields(string(data)), " ")
 	}
-	// deploy does what the runner does with one host: state, copy,
-	// activation, and a rollback to the state read first if it fails.
-	deploy := func(tg *backend.Target) (activateErr, rollbackErr error) {
+	// deployAs does what the runner does with one host: state, copy,
+	// activation for goal, and a rollback to the state read first if it
+	// fails, after meanwhile (if set) has run.
+	deployAs := func(tg *backend.Target, goal string, meanwhile func()) (activateErr, rollbackErr error) {
 		t.Helper()
+		tg.Host.Activation = goal
 		prev, err := b.State(ctx, conn, tg)
 		if err != nil {
 			t.Fatal(err)
@@ -71,11 +74,18 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 		if _, err := b.Push(ctx, hosts.Local{}, conn, tg); err != nil {
 			t.Fatal(err)
 		}
-		if activateErr = b.Activate(ctx, conn, tg, "switch"); activateErr != nil {
-			rollbackErr = b.Rollback(ctx, conn, tg, "switch", prev)
+		if activateErr = b.Activate(ctx, conn, tg, goal); activateErr != nil {
+			if meanwhile != nil {
+				meanwhile()
+			}
+			rollbackErr = b.Rollback(ctx, conn, tg, goal, prev)
 		}
 		b.Finish(tg)
 		return activateErr, rollbackErr
+	}
+	deploy := func(tg *backend.Target) (activateErr, rollbackErr error) {
+		t.Helper()
+		return deployAs(tg, "switch", nil)
 	}
 	onHost := func(argv ...string) {
 		t.Helper()
@@ -180,6 +190,24 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 		}
 		if got, want := bootEntries(), strings.Join(links, " "); got != want {
 			t.Errorf("boot menu %q after the rollback, want the generations before: %q", got, want)
+		}
+	})
+
+	t.Run("what ran, in no generation, survives a garbage collection before the rollback", func(t *testing.T) {
+		// A system runs that no generation has (what deploy --goal test
+		// leaves): only /run/current-system points at it, which the
+		// failing switch repoints. A garbage collection on the host
+		// before the rollback must not take it.
+		if actErr, _ := deployAs(tested, "test", nil); actErr != nil {
+			t.Fatal(actErr)
+		}
+		before := read()
+		actErr, rbErr := deployAs(bad, "switch", func() { onHost("nix-store", "--gc") })
+		if actErr == nil || rbErr != nil {
+			t.Fatalf("activation: %v, rollback: %v; want the activation to fail and the rollback to succeed", actErr, rbErr)
+		}
+		if after := read(); after.current != tested.Out || !slices.Equal(after.generations, before.generations) || after.profile != before.profile {
+			t.Errorf("after the rollback the host is\n%+v\nwant as before\n%+v", after, before)
 		}
 	})
 }
