@@ -98,7 +98,8 @@ func (b *Backend) unshare(t *backend.Target) {
 }
 
 // Finish implements backend.Finisher: a host that ends without copying
-// (unchanged, or failed before) lets go of the archives kept for it.
+// (unchanged, or failed before) lets go of the archives kept for it; the
+// daemon connection kept through the activation and a rollback is closed.
 func (b *Backend) Finish(t *backend.Target) {
 	if oc := b.release(t); oc != nil {
 		oc.end() // a host stopped before it activated: its session waits
@@ -953,7 +954,7 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 		// nix-store --serve does.
 		if dc, err := openDaemon(ctx, ud); err == nil {
 			oc.daemon = dc
-			if st.Current != "" && st.Current != st.Profile {
+			if isStorePath(st.Current) && st.Current != st.Profile {
 				// In no generation, only /run/current-system roots
 				// it: a failed switch repoints that, and a rollback
 				// activates it again.
@@ -963,6 +964,14 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 	}
 	b.keep(t, oc)
 	return st, nil
+}
+
+// isStorePath reports whether p names a path right under /nix/store (the
+// host's store, which the scripts assume); a system read through
+// symlinks elsewhere is not one the daemon takes.
+func isStorePath(p string) bool {
+	name, ok := strings.CutPrefix(p, "/nix/store/")
+	return ok && name != "" && !strings.Contains(name, "/")
 }
 
 // keep leaves t's session open for the next step; the caller has
@@ -1136,7 +1145,7 @@ func daemonStdin(substitute bool) string {
 	if substitute {
 		q = "query-valid-paths --substitute " + backend.PlaceClosure
 	}
-	return "add-temp-root " + backend.PlaceClosure + " " + backend.PlacePreviousRunning + "; " + q + "; add-to-store-nar " + backend.PlaceMissing +
+	return "add-temp-root " + backend.PlaceClosure + " " + backend.PlacePreviousRunning + " (if the host runs one); " + q + "; add-to-store-nar " + backend.PlaceMissing +
 		" (archives written by deploy); the connection stays open, holding them, until the host's run has ended (a rollback included)"
 }
 
@@ -1156,7 +1165,8 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 			oc.s.shows = switchArgv(t.Out, t.Host.Activation)
 			said, err = readActivation(ctx, oc.s, log, setsProfile(goal))
 			// The daemon connection holds its roots until Finish,
-			// through a rollback.
+			// through a rollback; the session has ended.
+			oc.pushed = false
 			b.keep(t, oc)
 		}
 	} else {

@@ -257,3 +257,19 @@ func TestActivationStoppedAtBeginChangesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestIsStorePath: only a path right under /nix/store is held as a root by
+// the host's daemon, which refuses others (and the whole copy with them).
+func TestIsStorePath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/nix/store/w3xfmrg3farjalzbqxsq4qxym5ayqd20-nixos-system-host-1": true,
+		"/persist/nix/store/w3xfmrg3farjalzbqxsq4qxym5ayqd20-nixos":       false,
+		"/nix/store/w3xfmrg3farjalzbqxsq4qxym5ayqd20-nixos/bin":           false,
+		"/nix/store/": false,
+		"":            false,
+	} {
+		if got := isStorePath(p); got != want {
+			t.Errorf("isStorePath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
