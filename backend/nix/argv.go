@@ -157,8 +157,8 @@ const stateScript = `c= g= p=; cd -P /run/current-system 2>/dev/null && c=$PWD; 
 //
 // Waiting holds nothing. From "serve" on it holds the GC lock shared, as
 // every nix process adding roots does; after "go" the daemon connection
-// holds the copied closure as temporary roots until the profile has its
-// new generation.
+// holds the copied closure as temporary roots until the host's run has
+// ended.
 func stateServeArgv(goal, system string, activate bool) []string {
 	script := stateScript + `; case "$1" in ` +
 		`switch) [ "$c" = "$2" ] && [ "$p" = "$2" ] && exit 0 ;; ` +

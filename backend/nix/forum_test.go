@@ -2,12 +2,14 @@ package nix
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/hosts"
 	"cuedeploy.dev/cuedeploy/hosts/fleet"
+	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
 	"cuedeploy.dev/cuedeploy/schema"
 )
 
@@ -44,6 +46,37 @@ func instantiateAndBuild(t *testing.T, b *Backend, ts ...*backend.Target) {
 	for _, err := range append(b.Instantiate(ctx, hosts.Local{}, ts), b.Build(ctx, hosts.Local{}, ts)...) {
 		if err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// eachCopyPath runs test on two fresh fleet hosts, one copied to through
+// its nix daemon, the other through nix-store --serve (noDaemon), each with
+// a backend of its own and a target for the example forum-1 system of
+// release, built.
+func eachCopyPath(t *testing.T, release string, test func(t *testing.T, h fleet.Host, conn *hosts.Conn, b *Backend, tg *backend.Target, noDaemon bool)) {
+	t.Helper()
+	needNix(t)
+	f := fleettest.Up(t, fleet.Config{Hosts: []string{"through-daemon", "through-serve"}})
+	for i, noDaemon := range []bool{false, true} {
+		h := f.Hosts[i]
+		t.Run(h.Name, func(t *testing.T) {
+			conn := dialHost(t, f, h)
+			b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir(), NoDaemon: noDaemon})
+			tg := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": release, "failActivation": "", "env": filepath.Base(t.TempDir())})}
+			instantiateAndBuild(t, b, tg)
+			test(t, h, conn, b, tg, noDaemon)
+		})
+	}
+}
+
+// absent checks that host h has none of paths (as the host sees them);
+// when says at which point of the test.
+func absent(t *testing.T, h fleet.Host, when string, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if _, err := os.Lstat(h.Path(p)); !os.IsNotExist(err) {
+			t.Errorf("%s: the host has %s (%v), want none", when, p, err)
 		}
 	}
 }

@@ -333,9 +333,9 @@ type undo struct {
 	made bool
 }
 
-// ranBooted reports whether the host ran the system its profile pointed at
-// (or ran none).
-func (u undo) ranBooted() bool { return u.prev.Current == "" || u.prev.Current == u.prev.Profile }
+// ranBooted reports whether a host in state s runs the system its profile
+// points at (or runs none).
+func ranBooted(s backend.State) bool { return s.Current == "" || s.Current == s.Profile }
 
 // rollbackStep is one command of a rollback; runs says whether it is
 // needed, when says so in a plan ("" for always).
@@ -373,10 +373,11 @@ func rollbackSteps(goal, prevGen, prevProfile, prevCurrent, madeGen string) []ro
 	}
 	other := "the host ran another system than the one it booted"
 	return append(steps,
-		rollbackStep{argv: switchArgv(prevProfile, "switch"), when: "the host ran the system it booted, or none", runs: undo.ranBooted},
+		rollbackStep{argv: switchArgv(prevProfile, "switch"), when: "the host ran the system it booted, or none",
+			runs: func(u undo) bool { return ranBooted(u.prev) }},
 		rollbackStep{argv: switchArgv(prevProfile, "boot"), when: other + ", and " + set,
-			runs: func(u undo) bool { return !u.ranBooted() && u.moved }},
-		rollbackStep{argv: switchArgv(prevCurrent, "test"), when: other, runs: func(u undo) bool { return !u.ranBooted() }})
+			runs: func(u undo) bool { return !ranBooted(u.prev) && u.moved }},
+		rollbackStep{argv: switchArgv(prevCurrent, "test"), when: other, runs: func(u undo) bool { return !ranBooted(u.prev) }})
 }
 
 // Instantiate implements backend.Backend.
@@ -954,7 +955,7 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 		// nix-store --serve does.
 		if dc, err := openDaemon(ctx, ud); err == nil {
 			oc.daemon = dc
-			if isStorePath(st.Current) && st.Current != st.Profile {
+			if isStorePath(st.Current) && !ranBooted(st) {
 				// In no generation, only /run/current-system roots
 				// it: a failed switch repoints that, and a rollback
 				// activates it again.
@@ -1208,8 +1209,7 @@ func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog, 
 		err = ctx.Err()
 	}
 	if err == nil {
-		s.w.WriteString(confirmLine + "\n")
-		err = s.flush()
+		err = s.say(confirmLine)
 	}
 	if err != nil {
 		werr := s.wait()

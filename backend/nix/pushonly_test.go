@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/hosts"
 	"cuedeploy.dev/cuedeploy/hosts/fleet"
-	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
 )
 
 // TestPushLeavesTheHostAsItWas copies a system through the host's daemon
@@ -21,71 +19,58 @@ import (
 // no running system, and its waiting session ends with Finish. Only
 // Activate changes what the host runs.
 func TestPushLeavesTheHostAsItWas(t *testing.T) {
-	needNix(t)
 	ctx := context.Background()
-	f := fleettest.Up(t, fleet.Config{Hosts: []string{"through-daemon", "through-serve"}})
-	for i, noDaemon := range []bool{false, true} {
-		h := f.Hosts[i]
-		t.Run(h.Name, func(t *testing.T) {
-			conn := dialHost(t, f, h)
-			b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir(), NoDaemon: noDaemon})
-			tg := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "push-only", "failActivation": "", "env": filepath.Base(t.TempDir())})}
-			instantiateAndBuild(t, b, tg)
-			untouched := func(when string) {
-				t.Helper()
-				for _, p := range []string{"/run/current-system", Profile} {
-					if _, err := os.Lstat(h.Path(p)); !os.IsNotExist(err) {
-						t.Errorf("%s: the host has %s (%v), want none", when, p, err)
-					}
-				}
-			}
-			if _, err := b.State(ctx, conn, tg); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.Push(ctx, hosts.Local{}, conn, tg); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := os.Stat(h.Path(tg.Out)); err != nil {
-				t.Errorf("after Push the system is not in the host's store: %v", err)
-			}
-			// Time for an activation that Push would have let start.
-			time.Sleep(500 * time.Millisecond)
-			untouched("after Push")
-			b.Finish(tg)
-			untouched("after Finish")
+	eachCopyPath(t, "push-only", func(t *testing.T, h fleet.Host, conn *hosts.Conn, b *Backend, tg *backend.Target, _ bool) {
+		untouched := func(when string) {
+			t.Helper()
+			absent(t, h, when, "/run/current-system", Profile)
+		}
+		if _, err := b.State(ctx, conn, tg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Push(ctx, hosts.Local{}, conn, tg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(h.Path(tg.Out)); err != nil {
+			t.Errorf("after Push the system is not in the host's store: %v", err)
+		}
+		// Time for an activation that Push would have let start.
+		time.Sleep(500 * time.Millisecond)
+		untouched("after Push")
+		b.Finish(tg)
+		untouched("after Finish")
 
-			// The same host then deploys as usual: nothing left to copy.
-			if _, err := b.State(ctx, conn, tg); err != nil {
-				t.Fatal(err)
+		// The same host then deploys as usual: nothing left to copy.
+		if _, err := b.State(ctx, conn, tg); err != nil {
+			t.Fatal(err)
+		}
+		st, err := b.Push(ctx, hosts.Local{}, conn, tg)
+		if err != nil || st.Paths != 0 {
+			t.Fatalf("second Push: %d paths, %v; want none sent", st.Paths, err)
+		}
+		if err := b.Activate(ctx, conn, tg, "switch"); err != nil {
+			t.Fatal(err)
+		}
+		// Both streams of the activation are kept, whichever session ran it.
+		for _, say := range []string{"activating the configuration...", "setting up /etc..."} {
+			if !strings.Contains(tg.Output, say) {
+				t.Errorf("the activation's output %q lacks %q", tg.Output, say)
 			}
-			st, err := b.Push(ctx, hosts.Local{}, conn, tg)
-			if err != nil || st.Paths != 0 {
-				t.Fatalf("second Push: %d paths, %v; want none sent", st.Paths, err)
-			}
-			if err := b.Activate(ctx, conn, tg, "switch"); err != nil {
-				t.Fatal(err)
-			}
-			// Both streams of the activation are kept, whichever session ran it.
-			for _, say := range []string{"activating the configuration...", "setting up /etc..."} {
-				if !strings.Contains(tg.Output, say) {
-					t.Errorf("the activation's output %q lacks %q", tg.Output, say)
-				}
-			}
-			if s, err := b.State(ctx, conn, tg); err != nil || !s.Reached("switch", tg.Out) {
-				t.Errorf("after Activate the host is in %+v (%v), want it to run %s", s, err, tg.Out)
-			}
+		}
+		if s, err := b.State(ctx, conn, tg); err != nil || !s.Reached("switch", tg.Out) {
+			t.Errorf("after Activate the host is in %+v (%v), want it to run %s", s, err, tg.Out)
+		}
 
-			// A system the host does not have is refused before anything
-			// changes: the activation did not start, and the host runs
-			// what it ran.
-			other := &backend.Target{Host: tg.Host, Out: "/nix/store/00000000000000000000000000000000-nixos-system-never-copied"}
-			err = b.Activate(ctx, conn, other, "switch")
-			if !errors.Is(err, backend.ErrActivationNotStarted) || !strings.Contains(err.Error(), "is not in the host's store") {
-				t.Errorf("Activate of a system the host lacks: %v; want it refused before it began", err)
-			}
-			if s, err := b.State(ctx, conn, tg); err != nil || !s.Reached("switch", tg.Out) {
-				t.Errorf("after the refused activation the host is in %+v (%v), want it still on %s", s, err, tg.Out)
-			}
-		})
-	}
+		// A system the host does not have is refused before anything
+		// changes: the activation did not start, and the host runs
+		// what it ran.
+		other := &backend.Target{Host: tg.Host, Out: "/nix/store/00000000000000000000000000000000-nixos-system-never-copied"}
+		err = b.Activate(ctx, conn, other, "switch")
+		if !errors.Is(err, backend.ErrActivationNotStarted) || !strings.Contains(err.Error(), "is not in the host's store") {
+			t.Errorf("Activate of a system the host lacks: %v; want it refused before it began", err)
+		}
+		if s, err := b.State(ctx, conn, tg); err != nil || !s.Reached("switch", tg.Out) {
+			t.Errorf("after the refused activation the host is in %+v (%v), want it still on %s", s, err, tg.Out)
+		}
+	})
 }

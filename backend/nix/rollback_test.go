@@ -83,9 +83,34 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 		b.Finish(tg)
 		return activateErr, rollbackErr
 	}
-	deploy := func(tg *backend.Target) (activateErr, rollbackErr error) {
+	// rolledBack deploys bad for goal switch, with meanwhile (if set)
+	// between the failed activation and the rollback, and checks that the
+	// activation failed, the rollback succeeded and the host runs, boots
+	// and keeps the generations it did before. It returns the
+	// activations the deploy ran and the host's state before.
+	rolledBack := func(t *testing.T, meanwhile func()) (ran []string, before hostState) {
 		t.Helper()
-		return deployAs(tg, "switch", nil)
+		before, n := read(), len(activations())
+		actErr, rbErr := deployAs(bad, "switch", meanwhile)
+		if actErr == nil || rbErr != nil {
+			t.Fatalf("activation: %v, rollback: %v; want the activation to fail and the rollback to succeed", actErr, rbErr)
+		}
+		if after := read(); !slices.Equal(after.generations, before.generations) || after.current != before.current || after.profile != before.profile {
+			t.Errorf("after the rollback the host is\n%+v\nwant as before\n%+v", after, before)
+		}
+		return activations()[n:], before
+	}
+	// copyOnly puts tg's system in the host's store, as a deploy stopped
+	// before its activation does.
+	copyOnly := func(tg *backend.Target) {
+		t.Helper()
+		if _, err := b.State(ctx, conn, tg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Push(ctx, hosts.Local{}, conn, tg); err != nil {
+			t.Fatal(err)
+		}
+		b.Finish(tg)
 	}
 	onHost := func(argv ...string) {
 		t.Helper()
@@ -94,65 +119,38 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 		}
 	}
 
-	if err, _ := deploy(good); err != nil {
+	if err, _ := deployAs(good, "switch", nil); err != nil {
 		t.Fatal(err)
 	}
 	// The failing system becomes the profile's generation 2 (what deploy
 	// --goal boot leaves), while the good one runs.
-	if _, err := b.State(ctx, conn, bad); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Push(ctx, hosts.Local{}, conn, bad); err != nil {
-		t.Fatal(err)
-	}
-	b.Finish(bad)
+	copyOnly(bad)
 	onHost("nix-env", "-p", Profile, "--set", bad.Out)
 
 	t.Run("running another system than the profile boots", func(t *testing.T) {
-		before, n := read(), len(activations())
-		actErr, rbErr := deploy(bad)
-		if actErr == nil || rbErr != nil {
-			t.Fatalf("activation: %v, rollback: %v; want the activation to fail and the rollback to succeed", actErr, rbErr)
-		}
-		if after := read(); !slices.Equal(after.generations, before.generations) || after.current != before.current || after.profile != before.profile {
-			t.Errorf("after the rollback the host is\n%+v\nwant as before\n%+v", after, before)
-		}
+		ran, _ := rolledBack(t, nil)
 		// What ran before is activated for this boot only: activating it
 		// with switch would make it what boots, and activating what the
 		// profile boots would run the failing system again.
-		if got, want := activations()[n:], []string{"switch " + bad.Out, "test " + good.Out}; !slices.Equal(got, want) {
-			t.Errorf("activations %q, want %q", got, want)
+		if want := []string{"switch " + bad.Out, "test " + good.Out}; !slices.Equal(ran, want) {
+			t.Errorf("activations %q, want %q", ran, want)
 		}
 	})
 
 	t.Run("newest generation reused, then rolled back to the one before", func(t *testing.T) {
 		onHost("nix-env", "-p", Profile, "--switch-generation", "1")
-		before, n := read(), len(activations())
-		actErr, rbErr := deploy(bad)
-		if actErr == nil || rbErr != nil {
-			t.Fatalf("activation: %v, rollback: %v; want the activation to fail and the rollback to succeed", actErr, rbErr)
-		}
 		// Generation 2 was there before the deploy, which reused it: it
 		// stays.
-		if after := read(); !slices.Equal(after.generations, before.generations) || after.current != before.current || after.profile != before.profile {
-			t.Errorf("after the rollback the host is\n%+v\nwant as before\n%+v", after, before)
-		}
-		if got, want := activations()[n:], []string{"switch " + bad.Out, "switch " + good.Out}; !slices.Equal(got, want) {
-			t.Errorf("activations %q, want %q", got, want)
+		ran, _ := rolledBack(t, nil)
+		if want := []string{"switch " + bad.Out, "switch " + good.Out}; !slices.Equal(ran, want) {
+			t.Errorf("activations %q, want %q", ran, want)
 		}
 	})
 
 	t.Run("new generation deleted", func(t *testing.T) {
 		onHost("nix-env", "-p", Profile, "--switch-generation", "1")
 		onHost("nix-env", "-p", Profile, "--delete-generations", "2")
-		before := read()
-		actErr, rbErr := deploy(bad)
-		if actErr == nil || rbErr != nil {
-			t.Fatalf("activation: %v, rollback: %v; want the activation to fail and the rollback to succeed", actErr, rbErr)
-		}
-		if after := read(); !slices.Equal(after.generations, before.generations) || after.current != before.current || after.profile != before.profile {
-			t.Errorf("after the rollback the host is\n%+v\nwant as before\n%+v", after, before)
-		}
+		rolledBack(t, nil)
 		// The generation is gone before the boot loader is written again:
 		// the menu does not offer the failed system.
 		if got := bootEntries(); got != "system-1-link" {
@@ -163,26 +161,13 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 	t.Run("running one system, booting another, a new generation failing", func(t *testing.T) {
 		// The good system runs; the profile boots another one (what deploy
 		// --goal boot leaves).
-		if _, err := b.State(ctx, conn, other); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Push(ctx, hosts.Local{}, conn, other); err != nil {
-			t.Fatal(err)
-		}
-		b.Finish(other)
+		copyOnly(other)
 		onHost("nix-env", "-p", Profile, "--set", other.Out)
-		before, n := read(), len(activations())
-		actErr, rbErr := deploy(bad)
-		if actErr == nil || rbErr != nil {
-			t.Fatalf("activation: %v, rollback: %v; want the activation to fail and the rollback to succeed", actErr, rbErr)
-		}
-		if after := read(); !slices.Equal(after.generations, before.generations) || after.current != before.current || after.profile != before.profile {
-			t.Errorf("after the rollback the host is\n%+v\nwant as before\n%+v", after, before)
-		}
+		ran, before := rolledBack(t, nil)
 		// The booted system's boot loader back (without the failed
 		// generation), then the running one activated for this boot.
-		if got, want := activations()[n:], []string{"switch " + bad.Out, "boot " + other.Out, "test " + good.Out}; !slices.Equal(got, want) {
-			t.Errorf("activations %q, want %q", got, want)
+		if want := []string{"switch " + bad.Out, "boot " + other.Out, "test " + good.Out}; !slices.Equal(ran, want) {
+			t.Errorf("activations %q, want %q", ran, want)
 		}
 		var links []string
 		for _, g := range before.generations {
@@ -201,13 +186,9 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 		if actErr, _ := deployAs(tested, "test", nil); actErr != nil {
 			t.Fatal(actErr)
 		}
-		before := read()
-		actErr, rbErr := deployAs(bad, "switch", func() { onHost("nix-store", "--gc") })
-		if actErr == nil || rbErr != nil {
-			t.Fatalf("activation: %v, rollback: %v; want the activation to fail and the rollback to succeed", actErr, rbErr)
-		}
-		if after := read(); after.current != tested.Out || !slices.Equal(after.generations, before.generations) || after.profile != before.profile {
-			t.Errorf("after the rollback the host is\n%+v\nwant as before\n%+v", after, before)
+		rolledBack(t, func() { onHost("nix-store", "--gc") })
+		if got := read().current; got != tested.Out {
+			t.Errorf("after the rollback the host runs %s, want %s", got, tested.Out)
 		}
 	})
 }
@@ -217,45 +198,31 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 // host's daemon and through nix-store --serve: the activation did not
 // start, so the runner will not roll it back, and indeed nothing changed.
 func TestActivationStoppedAtBeginChangesNothing(t *testing.T) {
-	needNix(t)
-	f := fleettest.Up(t, fleet.Config{Hosts: []string{"through-daemon", "through-serve"}})
-	for i, noDaemon := range []bool{false, true} {
-		h := f.Hosts[i]
-		t.Run(h.Name, func(t *testing.T) {
-			conn := dialHost(t, f, h)
-			b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir(), NoDaemon: noDaemon})
-			tg := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "stopped-at-begin", "failActivation": "", "env": filepath.Base(t.TempDir())})}
-			instantiateAndBuild(t, b, tg)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if _, err := b.State(ctx, conn, tg); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.Push(ctx, hosts.Local{}, conn, tg); err != nil {
-				t.Fatal(err)
-			}
-			afterBegin = cancel
-			defer func() { afterBegin = nil }()
-			err := b.Activate(ctx, conn, tg, "switch")
-			b.Finish(tg)
-			if !errors.Is(err, backend.ErrActivationNotStarted) {
-				t.Errorf("Activate stopped at its begin line: %v; want it not started", err)
-			}
-			// Time for an activation that went on regardless.
-			time.Sleep(500 * time.Millisecond)
-			for _, p := range []string{"/run/current-system", Profile, Profile + "-1-link", "/run/cuedeploy-example/activations"} {
-				if _, err := os.Lstat(h.Path(p)); !os.IsNotExist(err) {
-					t.Errorf("the host has %s (%v), want none", p, err)
-				}
-			}
-			// Each path was taken: the host's daemon logs the
-			// connections it accepts.
-			log, _ := os.ReadFile(filepath.Join(h.Dir, "nix-daemon.log"))
-			if accepted := strings.Contains(string(log), "accepted connection"); accepted == noDaemon {
-				t.Errorf("the host's daemon accepted a connection: %v, want %v", accepted, !noDaemon)
-			}
-		})
-	}
+	eachCopyPath(t, "stopped-at-begin", func(t *testing.T, h fleet.Host, conn *hosts.Conn, b *Backend, tg *backend.Target, noDaemon bool) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if _, err := b.State(ctx, conn, tg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Push(ctx, hosts.Local{}, conn, tg); err != nil {
+			t.Fatal(err)
+		}
+		afterBegin = cancel
+		defer func() { afterBegin = nil }()
+		err := b.Activate(ctx, conn, tg, "switch")
+		b.Finish(tg)
+		if !errors.Is(err, backend.ErrActivationNotStarted) {
+			t.Errorf("Activate stopped at its begin line: %v; want it not started", err)
+		}
+		// Time for an activation that went on regardless.
+		time.Sleep(500 * time.Millisecond)
+		absent(t, h, "after the stopped activation", "/run/current-system", Profile, Profile+"-1-link", "/run/cuedeploy-example/activations")
+		// Each path was taken: the host's daemon logs the connections it
+		// accepts.
+		if n, _ := h.DaemonConnections(); (n > 0) == noDaemon {
+			t.Errorf("the host's daemon accepted a connection: %v, want %v", n > 0, !noDaemon)
+		}
+	})
 }
 
 // TestIsStorePath: only a path right under /nix/store is held as a root by

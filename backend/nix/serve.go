@@ -126,11 +126,17 @@ func (s *serveSession) line() (string, error) {
 	return strings.TrimSuffix(l, "\n"), nil
 }
 
-// expect writes a line to the script the session runs (before the
-// protocol starts) and reads its answer, which must be want.
+// say writes a line to the script the session runs (before the protocol
+// starts).
+func (s *serveSession) say(line string) error {
+	s.w.WriteString(line + "\n")
+	return s.flush()
+}
+
+// expect says a line to the script and reads its answer, which must be
+// want.
 func (s *serveSession) expect(say, want string) error {
-	s.w.WriteString(say + "\n")
-	if err := s.flush(); err != nil {
+	if err := s.say(say); err != nil {
 		return err
 	}
 	l, err := s.line()

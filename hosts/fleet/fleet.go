@@ -121,6 +121,16 @@ func (h Host) SSHDCounts() (conns, sessions int, err error) {
 	return strings.Count(log, "Accepted publickey for "), strings.Count(log, "Starting session: "), nil
 }
 
+// DaemonConnections counts the connections the host's nix daemon has
+// accepted, from the lines its log has for each.
+func (h Host) DaemonConnections() (int, error) {
+	b, err := os.ReadFile(filepath.Join(h.Dir, "nix-daemon.log"))
+	if err != nil {
+		return 0, fmt.Errorf("read the nix daemon log of %q: %w", h.Name, err)
+	}
+	return strings.Count(string(b), "accepted connection"), nil
+}
+
 // Alive reports whether the host's recorded sshd is still running.
 func (h Host) Alive() bool {
 	return h.PID > 0 && isHostSSHD(h.PID, h.sshdConfig())
