@@ -144,8 +144,9 @@ const stateScript = `c= g= p=; cd -P /run/current-system 2>/dev/null && c=$PWD; 
 // which may come after the deployer's build has ended:
 //
 //   - "serve": it prints "serve" and runs nix-store --serve --write: the
-//     same session says which paths the host lacks and receives them, and
-//     ends with it (the activation is a session of its own,
+//     same session says which paths the host lacks and receives them; it
+//     stays open after the copy, holding its temporary roots, until the
+//     host's run has ended (the activation is a session of its own,
 //     activateArgv);
 //   - "go": the deployer has copied the paths through the host's daemon
 //     and now activates: with activate the session prints "activate" and
@@ -155,17 +156,18 @@ const stateScript = `c= g= p=; cd -P /run/current-system 2>/dev/null && c=$PWD; 
 // "go" (or starts the activation's own session), which it does only once
 // nothing may stop the host any more.
 //
-// Waiting holds nothing. From "serve" on it holds the GC lock shared, as
-// every nix process adding roots does; after "go" the daemon connection
-// holds the copied closure as temporary roots until the host's run has
-// ended.
+// Waiting holds nothing. nix-store --serve holds what its locked queries
+// name as temporary roots (nix's own protocol, which a running collection
+// honours), not the GC lock, which would stop every collection on the host
+// for as long as the session lasts; after "go" the daemon connection holds
+// the copied closure as temporary roots until the host's run has ended.
 func stateServeArgv(goal, system string, activate bool) []string {
 	script := stateScript + `; case "$1" in ` +
 		`switch) [ "$c" = "$2" ] && [ "$p" = "$2" ] && exit 0 ;; ` +
 		`boot) [ "$p" = "$2" ] && exit 0 ;; ` +
 		`test) [ "$c" = "$2" ] && exit 0 ;; ` +
 		`esac; echo wait; read -r how || exit; case $how in ` +
-		`serve) exec 8>>` + gcLock + ` && flock -s 8 || exit; echo serve; exec ` + hosts.ShellJoin(serveArgv()) + ` ;; ` +
+		`serve) echo serve; exec ` + hosts.ShellJoin(serveArgv()) + ` ;; ` +
 		`go) ;; *) exit 2 ;; esac`
 	if activate {
 		script += `; echo activate; ` + activateScript(goal, "")
@@ -260,10 +262,16 @@ func deleteGenerationArgv(gen string) []string {
 func setsProfile(goal string) bool { return goal == "switch" || goal == "boot" }
 
 // queryStdin names what the copy step writes to the waiting session: the
-// line that starts nix-store --serve, then the query.
-func queryStdin(substitute bool) string {
-	if substitute {
-		return "serve; query-valid-paths --lock --substitute " + backend.PlaceClosure
+// line that starts nix-store --serve, the paths it holds besides the
+// closure, then the query.
+func queryStdin(substitute, buildTarget bool) string {
+	held := backend.PlacePreviousRunning + " (if the host runs one in no generation)"
+	if buildTarget {
+		held = backend.PlaceOut + " " + held
 	}
-	return "serve; query-valid-paths --lock " + backend.PlaceClosure
+	q := "query-valid-paths --lock "
+	if substitute {
+		q = "query-valid-paths --lock --substitute "
+	}
+	return "serve; query-valid-paths --lock " + held + "; " + q + backend.PlaceClosure
 }

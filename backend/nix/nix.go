@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,10 +46,18 @@ type Backend struct {
 
 // openCopy is a host's session from State on: waiting for the copy until
 // Push; after a copy through the daemon, waiting for Activate's "go"; after
-// the activation, ended, its daemon connection open until Finish.
+// the activation, ended, its daemon connection open until Finish. After a
+// copy through its nix-store --serve, it stays open until Finish.
 type openCopy struct {
 	s      *serveSession
 	pushed bool // Push has copied through the daemon: the session waits for "go"
+	// held: Push has copied through the session's nix-store --serve,
+	// which holds the closure (and holds) as temporary roots until the
+	// host's run has ended (Finish), a rollback included.
+	held bool
+	// holds are paths the copy holds as temporary roots besides the
+	// closure: the system the host runs where no generation has it.
+	holds []string
 	// daemon, when the host's nix daemon can take the copy, is open from
 	// State until the host's run has ended (Finish), a rollback included:
 	// its worker holds the closure as temporary GC roots until the
@@ -99,7 +108,8 @@ func (b *Backend) unshare(t *backend.Target) {
 
 // Finish implements backend.Finisher: a host that ends without copying
 // (unchanged, or failed before) lets go of the archives kept for it; the
-// daemon connection kept through the activation and a rollback is closed.
+// daemon connection or nix-store --serve kept through the activation and a
+// rollback, holding roots, is closed.
 func (b *Backend) Finish(t *backend.Target) {
 	if oc := b.release(t); oc != nil {
 		oc.end() // a host stopped before it activated: its session waits
@@ -258,7 +268,8 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 			serveWhen = when + " and the host's nix daemon does not answer"
 		}
 		s = append(s, backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Root: true, Argv: serveArgv(), Continues: true,
-			Stdin: queryStdin(t.Host.Substitute) + "; add-to-store-nar " + backend.PlaceMissing + " (archives written by deploy)", When: serveWhen})
+			Stdin: queryStdin(t.Host.Substitute, t.Host.Build == "target") + "; add-to-store-nar " + backend.PlaceMissing +
+				" (archives written by deploy); the session stays open, holding them, until the host's run has ended (a rollback included)", When: serveWhen})
 		if t.Host.Build == "target" {
 			s = append(s, backend.Step{Phase: backend.PhaseBuild, On: backend.OnTarget, Root: true, Argv: remoteRealiseArgv(drv), When: when})
 		}
@@ -950,17 +961,17 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 		return backend.State{}, fmt.Errorf("read state: unexpected line %q", l)
 	}
 	oc := &openCopy{s: s}
+	if isStorePath(st.Current) && !ranBooted(st) {
+		// In no generation, only /run/current-system roots it: a failed
+		// switch repoints that, and a rollback activates it again.
+		oc.holds = []string{st.Current}
+	}
 	if ud, ok := remote.(unixDialer); ok && b.usesDaemon(t) {
 		// Where the host's daemon answers, it takes the copy; where not,
 		// nix-store --serve does.
 		if dc, err := openDaemon(ctx, ud); err == nil {
 			oc.daemon = dc
-			if isStorePath(st.Current) && !ranBooted(st) {
-				// In no generation, only /run/current-system roots
-				// it: a failed switch repoints that, and a rollback
-				// activates it again.
-				dc.holds = []string{st.Current}
-			}
+			dc.holds = oc.holds
 		}
 	}
 	b.keep(t, oc)
@@ -993,12 +1004,25 @@ func (b *Backend) release(t *backend.Target) *openCopy {
 }
 
 // missing greets the host's nix-store --serve and returns which of
-// closure it lacks, in closure order.
+// closure it lacks, in closure order, holding closure and s.holds as
+// temporary roots for as long as the session lasts. The holds go in a
+// query of their own (not substituted, not copied), in the same round
+// trip.
 func (s *serveSession) missing(closure []string, substitute bool) ([]string, error) {
 	err := s.hello()
+	if err == nil {
+		if len(s.holds) > 0 {
+			s.askValid(s.holds, true, false)
+		}
+		s.askValid(closure, true, substitute)
+		err = s.flush()
+	}
+	if err == nil && len(s.holds) > 0 {
+		_, err = s.readValid()
+	}
 	var valid map[string]bool
 	if err == nil {
-		valid, err = s.queryValid(closure, true, substitute)
+		valid, err = s.readValid()
 	}
 	if err != nil {
 		s.wait()
@@ -1087,16 +1111,21 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 	}
 	s := oc.s
 	s.shows = serveArgv()
+	s.holds = oc.holds
+	if root != t.Out {
+		// Built on the host next: held from before it exists.
+		s.holds = append(slices.Clip(s.holds), t.Out)
+	}
 	missing, err := b.send(ctx, local, s, closure, t.Host.Substitute, &stats)
 	if err != nil {
 		s.wait()
 		return stats, err
 	}
-	// The end of its input ends nix-store --serve and the session; the
-	// activation is a session of its own.
-	if err := s.wait(); err != nil {
-		return stats, err
-	}
+	// The activation is a session of its own. This one stays, its
+	// nix-store --serve holding the closure as temporary roots, until the
+	// host's run has ended (Finish), a rollback included.
+	oc.held = true
+	b.keep(t, oc)
 	stats.Paths = len(missing)
 	return stats, nil
 }
@@ -1171,7 +1200,9 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 			b.keep(t, oc)
 		}
 	} else {
-		if oc != nil {
+		if oc != nil && oc.held {
+			defer b.keep(t, oc) // its roots, until Finish
+		} else if oc != nil {
 			oc.end()
 		}
 		s := startSession(ctx, remote, activateArgv(t.Out, goal))

@@ -66,14 +66,7 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 	// fails, after meanwhile (if set) has run.
 	deployAs := func(tg *backend.Target, goal string, meanwhile func()) (activateErr, rollbackErr error) {
 		t.Helper()
-		tg.Host.Activation = goal
-		prev, err := b.State(ctx, conn, tg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Push(ctx, hosts.Local{}, conn, tg); err != nil {
-			t.Fatal(err)
-		}
+		prev := copyTo(t, b, conn, tg, goal)
 		if activateErr = b.Activate(ctx, conn, tg, goal); activateErr != nil {
 			if meanwhile != nil {
 				meanwhile()
@@ -104,12 +97,7 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 	// before its activation does.
 	copyOnly := func(tg *backend.Target) {
 		t.Helper()
-		if _, err := b.State(ctx, conn, tg); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Push(ctx, hosts.Local{}, conn, tg); err != nil {
-			t.Fatal(err)
-		}
+		copyTo(t, b, conn, tg, tg.Host.Activation)
 		b.Finish(tg)
 	}
 	onHost := func(argv ...string) {

@@ -50,6 +50,9 @@ type serveSession struct {
 	// stderr is where the command's standard error goes besides the tail
 	// kept for errors: nowhere until the activation (stderrTo).
 	stderr switchWriter
+	// holds are paths a copy's nix-store --serve also holds as temporary
+	// roots, though they are not in the closure (see openCopy.holds).
+	holds []string
 }
 
 // switchWriter writes to w, or nowhere while w is nil.
@@ -252,13 +255,15 @@ func (s *serveSession) hello() error {
 // host holds them as temporary GC roots while the session lasts; with
 // substitute it first fetches what its substituters have.
 func (s *serveSession) queryValid(paths []string, lock, substitute bool) (map[string]bool, error) {
-	s.num(serveQueryValidPaths)
-	s.num(b2u(lock))
-	s.num(b2u(substitute))
-	s.strs(paths)
+	s.askValid(paths, lock, substitute)
 	if err := s.flush(); err != nil {
 		return nil, err
 	}
+	return s.readValid()
+}
+
+// readValid reads the answer to a query-valid-paths command.
+func (s *serveSession) readValid() (map[string]bool, error) {
 	valid, err := s.readStrs()
 	if err != nil {
 		return nil, err
@@ -268,6 +273,14 @@ func (s *serveSession) queryValid(paths []string, lock, substitute bool) (map[st
 		m[p] = true
 	}
 	return m, nil
+}
+
+// askValid writes a query-valid-paths command, unflushed.
+func (s *serveSession) askValid(paths []string, lock, substitute bool) {
+	s.num(serveQueryValidPaths)
+	s.num(b2u(lock))
+	s.num(b2u(substitute))
+	s.strs(paths)
 }
 
 // queryClosure returns the closure of paths in the store the session
