@@ -463,6 +463,11 @@ func (c *Conn) Where() string { return c.name }
 // connection's user is not root: what answers there would not trust it.
 var ErrNotRoot = errors.New("the connection's user is not root")
 
+// ErrSessionRefused is what Run returns when the host refuses to open one
+// more session on the connection (sshd's MaxSessions, while others are
+// open).
+var ErrSessionRefused = errors.New("the host refused another session on the connection")
+
 // DialUnix opens a stream to the Unix socket at path on the host, forwarded
 // by the host's sshd (direct-streamlocal), as root only: no process is
 // started on the host.
@@ -699,11 +704,23 @@ func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
 	opened := make(chan result, 1)
 	go func() {
 		s, err := c.client.NewSession()
+		// A host that limits sessions per connection (sshd's
+		// MaxSessions) may not yet have counted the end of the one just
+		// closed: a refusal is retried for a moment.
+		var refused *ssh.OpenChannelError
+		for wait := 50 * time.Millisecond; errors.As(err, &refused) && wait <= 400*time.Millisecond && ctx.Err() == nil; wait *= 2 {
+			time.Sleep(wait)
+			s, err = c.client.NewSession()
+		}
 		opened <- result{s, err}
 	}()
 	select {
 	case r := <-opened:
 		if r.err != nil {
+			var refused *ssh.OpenChannelError
+			if errors.As(r.err, &refused) {
+				return nil, fmt.Errorf("open session: %w: %w", ErrSessionRefused, r.err)
+			}
 			return nil, fmt.Errorf("open session: %w", r.err)
 		}
 		return r.s, nil
