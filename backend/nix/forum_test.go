@@ -83,9 +83,8 @@ func absent(t *testing.T, h fleet.Host, when string, paths ...string) {
 
 // copyTo reads the state of tg's host and copies tg's system to it for
 // goal, as the runner does before it activates; it returns the state.
-func copyTo(t *testing.T, b *Backend, conn *hosts.Conn, tg *backend.Target, goal string) backend.State {
+func copyTo(ctx context.Context, t *testing.T, b *Backend, conn *hosts.Conn, tg *backend.Target, goal string) backend.State {
 	t.Helper()
-	ctx := context.Background()
 	tg.Host.Activation = goal
 	prev, err := b.State(ctx, conn, tg)
 	if err != nil {

@@ -938,7 +938,7 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 	if oc := b.release(t); oc != nil {
 		oc.end() // a session an earlier State left and no Push used
 	}
-	s := startSession(ctx, remote, stateServeArgv(t.Host.Activation, t.Out, t.Host.Build != "target"))
+	s := startDetachable(ctx, remote, stateServeArgv(t.Host.Activation, t.Out, t.Host.Build != "target"))
 	var lines [3]string
 	for i := range lines {
 		l, err := s.line()
@@ -984,6 +984,27 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 func isStorePath(p string) bool {
 	name, ok := strings.CutPrefix(p, "/nix/store/")
 	return ok && name != "" && !strings.Contains(name, "/")
+}
+
+// beside runs fn, which opens a session on t's host besides the copy's
+// held one. A host that takes one session at a time (sshd's MaxSessions)
+// refuses it; then the held session ends, letting go of its roots, and fn
+// runs again.
+func (b *Backend) beside(t *backend.Target, fn func() error) error {
+	err := fn()
+	if !errors.Is(err, hosts.ErrSessionRefused) {
+		return err
+	}
+	b.mu.Lock()
+	oc := b.open[t]
+	if oc == nil || !oc.held {
+		b.mu.Unlock()
+		return err
+	}
+	delete(b.open, t)
+	b.mu.Unlock()
+	oc.end()
+	return fn()
 }
 
 // keep leaves t's session open for the next step; the caller has
@@ -1053,7 +1074,11 @@ func (b *Backend) Push(ctx context.Context, local, remote hosts.Executor, t *bac
 		return stats, &backend.PhaseError{Phase: backend.PhaseCopy, Err: err}
 	}
 	if t.Host.Build == "target" {
-		outs, err := hosts.Lines(ctx, remote, hosts.Cmd{Argv: remoteRealiseArgv(t.Drv), Privileged: true})
+		var outs []string
+		err := b.beside(t, func() (err error) {
+			outs, err = hosts.Lines(ctx, remote, hosts.Cmd{Argv: remoteRealiseArgv(t.Drv), Privileged: true})
+			return err
+		})
 		if err != nil {
 			return stats, &backend.PhaseError{Phase: backend.PhaseBuild, Err: err}
 		}
@@ -1070,6 +1095,10 @@ func (b *Backend) Push(ctx context.Context, local, remote hosts.Executor, t *bac
 func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor, t *backend.Target, root string) (backend.CopyStats, error) {
 	var stats backend.CopyStats
 	oc := b.release(t)
+	if oc != nil && oc.held {
+		oc.end() // an earlier copy's: this one asks again
+		oc = nil
+	}
 	closure := t.Closure
 	if closure != nil {
 		defer b.unshare(t)
@@ -1105,7 +1134,7 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 		oc.dropDaemon()
 	}
 	if oc == nil {
-		oc = &openCopy{s: startSession(ctx, remote, serveArgv())}
+		oc = &openCopy{s: startDetachable(ctx, remote, serveArgv())}
 	} else if err := oc.s.expect("serve", "serve"); err != nil {
 		return stats, err
 	}
@@ -1123,7 +1152,10 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 	}
 	// The activation is a session of its own. This one stays, its
 	// nix-store --serve holding the closure as temporary roots, until the
-	// host's run has ended (Finish), a rollback included.
+	// host's run has ended (Finish), a rollback included: from now on
+	// not even the run's end (an interrupt, the host's timeout, which a
+	// rollback follows) stops it.
+	s.detach()
 	oc.held = true
 	b.keep(t, oc)
 	stats.Paths = len(missing)
@@ -1175,7 +1207,7 @@ func daemonStdin(substitute bool) string {
 	if substitute {
 		q = "query-valid-paths --substitute " + backend.PlaceClosure
 	}
-	return "add-temp-root " + backend.PlaceClosure + " " + backend.PlacePreviousRunning + " (if the host runs one); " + q + "; add-to-store-nar " + backend.PlaceMissing +
+	return "add-temp-root " + backend.PlaceClosure + " " + backend.PlacePreviousRunning + " (if the host runs one in no generation); " + q + "; add-to-store-nar " + backend.PlaceMissing +
 		" (archives written by deploy); the connection stays open, holding them, until the host's run has ended (a rollback included)"
 }
 
@@ -1184,7 +1216,12 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 	log := &hosts.OutputLog{}
 	var said begun
 	var err error
-	if oc := b.release(t); oc != nil && oc.pushed && goal == t.Host.Activation {
+	oc := b.release(t)
+	if oc != nil && oc.held {
+		b.keep(t, oc) // its roots, until Finish
+		oc = nil
+	}
+	if oc != nil && oc.pushed && goal == t.Host.Activation {
 		// The session Push left waits for "go" (the copy went through
 		// the daemon); it answers "activate" and activates.
 		oc.s.stderrTo(log)
@@ -1200,14 +1237,15 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 			b.keep(t, oc)
 		}
 	} else {
-		if oc != nil && oc.held {
-			defer b.keep(t, oc) // its roots, until Finish
-		} else if oc != nil {
+		if oc != nil {
 			oc.end()
 		}
-		s := startSession(ctx, remote, activateArgv(t.Out, goal))
-		s.stderrTo(log)
-		said, err = readActivation(ctx, s, log, setsProfile(goal))
+		err = b.beside(t, func() (err error) {
+			s := startSession(ctx, remote, activateArgv(t.Out, goal))
+			s.stderrTo(log)
+			said, err = readActivation(ctx, s, log, setsProfile(goal))
+			return err
+		})
 	}
 	t.Output = log.String()
 	if err != nil {
@@ -1287,7 +1325,7 @@ func (b *Backend) Rollback(ctx context.Context, remote hosts.Executor, t *backen
 		if !r.runs(u) {
 			continue
 		}
-		if err := remote.Run(ctx, hosts.Cmd{Argv: r.argv, Privileged: true}); err != nil {
+		if err := b.beside(t, func() error { return remote.Run(ctx, hosts.Cmd{Argv: r.argv, Privileged: true}) }); err != nil {
 			return err
 		}
 	}

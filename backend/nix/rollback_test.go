@@ -66,7 +66,7 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 	// fails, after meanwhile (if set) has run.
 	deployAs := func(tg *backend.Target, goal string, meanwhile func()) (activateErr, rollbackErr error) {
 		t.Helper()
-		prev := copyTo(t, b, conn, tg, goal)
+		prev := copyTo(ctx, t, b, conn, tg, goal)
 		if activateErr = b.Activate(ctx, conn, tg, goal); activateErr != nil {
 			if meanwhile != nil {
 				meanwhile()
@@ -97,7 +97,7 @@ func TestRollbackRestoresWhatRanAndBooted(t *testing.T) {
 	// before its activation does.
 	copyOnly := func(tg *backend.Target) {
 		t.Helper()
-		copyTo(t, b, conn, tg, tg.Host.Activation)
+		copyTo(ctx, t, b, conn, tg, tg.Host.Activation)
 		b.Finish(tg)
 	}
 	onHost := func(argv ...string) {

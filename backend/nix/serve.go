@@ -53,6 +53,10 @@ type serveSession struct {
 	// holds are paths a copy's nix-store --serve also holds as temporary
 	// roots, though they are not in the closure (see openCopy.holds).
 	holds []string
+	// detach, set by startDetachable, unties the session from the context
+	// it was started with; release frees what tied it.
+	detach  func() bool
+	release context.CancelFunc
 }
 
 // switchWriter writes to w, or nowhere while w is nil.
@@ -116,6 +120,17 @@ func startSession(ctx context.Context, remote hosts.Executor, argv []string) *se
 	return s
 }
 
+// startDetachable is startSession for a session that may have to outlive
+// ctx: until s.detach is called, ctx ending stops it as it stops one
+// startSession started; after, only its end (wait) does.
+func startDetachable(ctx context.Context, remote hosts.Executor, argv []string) *serveSession {
+	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	s := startSession(sctx, remote, argv)
+	s.detach, s.release = stop, func() { stop(); cancel(nil) }
+	return s
+}
+
 // line reads one line of the output that precedes the protocol; io.EOF when
 // the command ended without one.
 func (s *serveSession) line() (string, error) {
@@ -171,6 +186,9 @@ func (s *serveSession) wait() error {
 		s.result = <-s.done
 		s.ended = true
 		s.outPipe.Close()
+		if s.release != nil {
+			s.release()
+		}
 		// Name the command by what was running, not by the whole script.
 		var ee *hosts.ExitError
 		if errors.As(s.result, &ee) && s.shows != nil {
