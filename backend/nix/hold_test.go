@@ -103,8 +103,13 @@ func TestCopyHoldsRootsUntilTheRunEnds(t *testing.T) {
 			for _, stopped := range []bool{false, true} {
 				runCtx, stop := context.WithCancel(ctx)
 				prev := copyTo(runCtx, t, b, conn, bad, "switch")
-				if err := b.Activate(runCtx, conn, bad, "switch"); err == nil {
+				err := b.Activate(runCtx, conn, bad, "switch")
+				if err == nil {
 					t.Fatal("the failing system's activation succeeded")
+				}
+				// Named by what failed, on either path, not by the script.
+				if want := bad.Out + "/bin/switch-to-configuration switch exited with status 1"; !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "sh -c") {
+					t.Errorf("activation error %q, want it to say %q", err, want)
 				}
 				if stopped {
 					stop()

@@ -1242,6 +1242,7 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 		}
 		err = b.beside(t, func() (err error) {
 			s := startSession(ctx, remote, activateArgv(t.Out, goal))
+			s.shows = switchArgv(t.Out, goal) // in errors, as after "go"
 			s.stderrTo(log)
 			said, err = readActivation(ctx, s, log, setsProfile(goal))
 			return err
