@@ -114,6 +114,10 @@ type State struct {
 	Generation int `json:"generation,omitempty"`
 }
 
+// RunsBooted reports whether a host in state s runs the system its profile
+// points at (or runs none).
+func (s State) RunsBooted() bool { return s.Current == "" || s.Current == s.Profile }
+
 // Reached reports whether a host in state s already has out for goal: no
 // copy and no activation is needed.
 func (s State) Reached(goal, out string) bool {

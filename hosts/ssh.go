@@ -707,8 +707,7 @@ func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
 		// A host that limits sessions per connection (sshd's
 		// MaxSessions) may not yet have counted the end of the one just
 		// closed: a refusal is retried for a moment.
-		var refused *ssh.OpenChannelError
-		for wait := 50 * time.Millisecond; errors.As(err, &refused) && wait <= 400*time.Millisecond && ctx.Err() == nil; wait *= 2 {
+		for wait := 50 * time.Millisecond; refused(err) && wait <= 400*time.Millisecond && ctx.Err() == nil; wait *= 2 {
 			time.Sleep(wait)
 			s, err = c.client.NewSession()
 		}
@@ -717,8 +716,7 @@ func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
 	select {
 	case r := <-opened:
 		if r.err != nil {
-			var refused *ssh.OpenChannelError
-			if errors.As(r.err, &refused) {
+			if refused(r.err) {
 				return nil, fmt.Errorf("open session: %w: %w", ErrSessionRefused, r.err)
 			}
 			return nil, fmt.Errorf("open session: %w", r.err)
@@ -732,6 +730,12 @@ func (c *Conn) newSession(ctx context.Context) (*ssh.Session, error) {
 		}()
 		return nil, context.Cause(ctx)
 	}
+}
+
+// refused reports whether err is the host's refusal to open a channel.
+func refused(err error) bool {
+	var oce *ssh.OpenChannelError
+	return errors.As(err, &oce)
 }
 
 // explain adds to err that the connection is gone, and why, if it is.

@@ -65,10 +65,6 @@ type daemonConn struct {
 	link  func() (time.Duration, bool)
 	// log keeps the daemon's last messages, for errors.
 	log []string
-	// holds are paths missing also holds as temporary roots, though they
-	// are not copied: the system the host ran before, which a rollback
-	// may activate again.
-	holds []string
 }
 
 // openDaemon connects to the host's daemon and exchanges the greeting.
@@ -287,16 +283,16 @@ func stripANSI(s string) string {
 }
 
 // missing returns which of closure the host lacks, in closure order, after
-// holding every path of closure (and dc.holds) as a temporary GC root of
-// this connection
+// holding every path of closure (and holds, which it does not copy) as a
+// temporary GC root of this connection
 // (as nix-store --serve's locked query does): what the host has stays until
 // the profile refers to it. With substitute the host first fetches what its
 // substituters have. One round trip.
-func (dc *daemonConn) missing(closure []string, substitute bool) ([]string, error) {
+func (dc *daemonConn) missing(closure, holds []string, substitute bool) ([]string, error) {
 	if substitute && dc.minor < 27 {
 		return nil, errors.New("nix daemon: substituting needs protocol 1.27 (Nix 2.4)")
 	}
-	roots := append(slices.Clip(closure), dc.holds...)
+	roots := append(slices.Clip(closure), holds...)
 	for _, p := range roots {
 		dc.enc.num(wopAddTempRoot)
 		dc.enc.str(p)

@@ -42,8 +42,19 @@ func dialHost(t *testing.T, f *fleet.Fleet, h fleet.Host) *hosts.Conn {
 // instantiateAndBuild evaluates and builds ts here with b.
 func instantiateAndBuild(t *testing.T, b *Backend, ts ...*backend.Target) {
 	t.Helper()
-	ctx := context.Background()
-	for _, err := range append(b.Instantiate(ctx, hosts.Local{}, ts), b.Build(ctx, hosts.Local{}, ts)...) {
+	instantiate(t, b, ts...)
+	for _, err := range b.Build(context.Background(), hosts.Local{}, ts) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// instantiate evaluates ts here with b (a system built on the host is
+// only evaluated here).
+func instantiate(t *testing.T, b *Backend, ts ...*backend.Target) {
+	t.Helper()
+	for _, err := range b.Instantiate(context.Background(), hosts.Local{}, ts) {
 		if err != nil {
 			t.Fatal(err)
 		}

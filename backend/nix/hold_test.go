@@ -65,11 +65,7 @@ func TestCopyHoldsRootsUntilTheRunEnds(t *testing.T) {
 			t.Run("what the host built", func(t *testing.T) {
 				built := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "held-built", "failActivation": "", "env": env})}
 				built.Host.Build = "target"
-				for _, err := range b.Instantiate(ctx, hosts.Local{}, []*backend.Target{built}) {
-					if err != nil {
-						t.Fatal(err)
-					}
-				}
+				instantiate(t, b, built)
 				copyTo(ctx, t, b, conn, built, "dry-activate") // the .drv closure, then the build on the host
 				gc()
 				has("after a collection between the build on the host and the activation", built.Out, true)
@@ -204,11 +200,7 @@ func TestOneSessionAtATime(t *testing.T) {
 
 	built := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "one-built", "failActivation": "", "env": env})}
 	built.Host.Build = "target"
-	for _, err := range b.Instantiate(ctx, hosts.Local{}, []*backend.Target{built}) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	instantiate(t, b, built)
 	copyTo(ctx, t, b, conn, built, "switch")
 	if err := b.Activate(ctx, conn, built, "switch"); err != nil {
 		t.Fatalf("activation of a system built on the host: %v", err)

@@ -56,7 +56,8 @@ type openCopy struct {
 	// host's run has ended (Finish), a rollback included.
 	held bool
 	// holds are paths the copy holds as temporary roots besides the
-	// closure: the system the host runs where no generation has it.
+	// closure (see hostStore): the system the host runs where no
+	// generation has it.
 	holds []string
 	// daemon, when the host's nix daemon can take the copy, is open from
 	// State until the host's run has ended (Finish), a rollback included:
@@ -344,10 +345,6 @@ type undo struct {
 	made bool
 }
 
-// ranBooted reports whether a host in state s runs the system its profile
-// points at (or runs none).
-func ranBooted(s backend.State) bool { return s.Current == "" || s.Current == s.Profile }
-
 // rollbackStep is one command of a rollback; runs says whether it is
 // needed, when says so in a plan ("" for always).
 type rollbackStep struct {
@@ -385,10 +382,10 @@ func rollbackSteps(goal, prevGen, prevProfile, prevCurrent, madeGen string) []ro
 	other := "the host ran another system than the one it booted"
 	return append(steps,
 		rollbackStep{argv: switchArgv(prevProfile, "switch"), when: "the host ran the system it booted, or none",
-			runs: func(u undo) bool { return ranBooted(u.prev) }},
+			runs: func(u undo) bool { return u.prev.RunsBooted() }},
 		rollbackStep{argv: switchArgv(prevProfile, "boot"), when: other + ", and " + set,
-			runs: func(u undo) bool { return !ranBooted(u.prev) && u.moved }},
-		rollbackStep{argv: switchArgv(prevCurrent, "test"), when: other, runs: func(u undo) bool { return !ranBooted(u.prev) }})
+			runs: func(u undo) bool { return !u.prev.RunsBooted() && u.moved }},
+		rollbackStep{argv: switchArgv(prevCurrent, "test"), when: other, runs: func(u undo) bool { return !u.prev.RunsBooted() }})
 }
 
 // Instantiate implements backend.Backend.
@@ -961,7 +958,7 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 		return backend.State{}, fmt.Errorf("read state: unexpected line %q", l)
 	}
 	oc := &openCopy{s: s}
-	if isStorePath(st.Current) && !ranBooted(st) {
+	if isStorePath(st.Current) && !st.RunsBooted() {
 		// In no generation, only /run/current-system roots it: a failed
 		// switch repoints that, and a rollback activates it again.
 		oc.holds = []string{st.Current}
@@ -971,7 +968,6 @@ func (b *Backend) State(ctx context.Context, remote hosts.Executor, t *backend.T
 		// nix-store --serve does.
 		if dc, err := openDaemon(ctx, ud); err == nil {
 			oc.daemon = dc
-			dc.holds = oc.holds
 		}
 	}
 	b.keep(t, oc)
@@ -995,14 +991,10 @@ func (b *Backend) beside(t *backend.Target, fn func() error) error {
 	if !errors.Is(err, hosts.ErrSessionRefused) {
 		return err
 	}
-	b.mu.Lock()
-	oc := b.open[t]
-	if oc == nil || !oc.held {
-		b.mu.Unlock()
+	oc := b.take(t, true)
+	if oc == nil {
 		return err
 	}
-	delete(b.open, t)
-	b.mu.Unlock()
 	oc.end()
 	return fn()
 }
@@ -1015,7 +1007,20 @@ func (b *Backend) keep(t *backend.Target, oc *openCopy) {
 	b.open[t] = oc
 }
 
-// release ends the session State left open for t, if any.
+// take is release for t's session only if it is held (held) or only if
+// it is not (!held).
+func (b *Backend) take(t *backend.Target, held bool) *openCopy {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	oc := b.open[t]
+	if oc == nil || oc.held != held {
+		return nil
+	}
+	delete(b.open, t)
+	return oc
+}
+
+// release takes t's open session out of the backend's keeping, if any.
 func (b *Backend) release(t *backend.Target) *openCopy {
 	b.mu.Lock()
 	oc := b.open[t]
@@ -1025,20 +1030,20 @@ func (b *Backend) release(t *backend.Target) *openCopy {
 }
 
 // missing greets the host's nix-store --serve and returns which of
-// closure it lacks, in closure order, holding closure and s.holds as
+// closure it lacks, in closure order, holding closure and holds as
 // temporary roots for as long as the session lasts. The holds go in a
 // query of their own (not substituted, not copied), in the same round
 // trip.
-func (s *serveSession) missing(closure []string, substitute bool) ([]string, error) {
+func (s *serveSession) missing(closure, holds []string, substitute bool) ([]string, error) {
 	err := s.hello()
 	if err == nil {
-		if len(s.holds) > 0 {
-			s.askValid(s.holds, true, false)
+		if len(holds) > 0 {
+			s.askValid(holds, true, false)
 		}
 		s.askValid(closure, true, substitute)
 		err = s.flush()
 	}
-	if err == nil && len(s.holds) > 0 {
+	if err == nil && len(holds) > 0 {
 		_, err = s.readValid()
 	}
 	var valid map[string]bool
@@ -1119,7 +1124,7 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 		// copy when the run is stopped.
 		dc := oc.daemon
 		stop := context.AfterFunc(ctx, func() { dc.Close() })
-		missing, err := b.send(ctx, local, dc, closure, t.Host.Substitute, &stats)
+		missing, err := b.send(ctx, local, dc, closure, oc.holds, t.Host.Substitute, &stats)
 		stop()
 		if err == nil {
 			stats.Paths = len(missing)
@@ -1140,12 +1145,12 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 	}
 	s := oc.s
 	s.shows = serveArgv()
-	s.holds = oc.holds
+	holds := oc.holds
 	if root != t.Out {
 		// Built on the host next: held from before it exists.
-		s.holds = append(slices.Clip(s.holds), t.Out)
+		holds = append(slices.Clip(holds), t.Out)
 	}
-	missing, err := b.send(ctx, local, s, closure, t.Host.Substitute, &stats)
+	missing, err := b.send(ctx, local, s, closure, holds, t.Host.Substitute, &stats)
 	if err != nil {
 		s.wait()
 		return stats, err
@@ -1166,8 +1171,9 @@ func (b *Backend) copyClosure(ctx context.Context, local, remote hosts.Executor,
 // nix-store --serve.
 type hostStore interface {
 	// missing returns which of closure the host lacks, in closure order,
-	// holding the rest as temporary GC roots.
-	missing(closure []string, substitute bool) ([]string, error)
+	// holding the rest, and holds, which are not copied, as temporary GC
+	// roots.
+	missing(closure, holds []string, substitute bool) ([]string, error)
 	// addPaths sends paths, their archives from nars where it has them.
 	addPaths(paths []string, info map[string]pathInfo, nars *narCache) error
 	// sentBytes is what has been written to the host so far.
@@ -1176,8 +1182,8 @@ type hostStore interface {
 
 // send copies the paths of closure the host lacks through hs and returns
 // them; stats counts the bytes.
-func (b *Backend) send(ctx context.Context, local hosts.Executor, hs hostStore, closure []string, substitute bool, stats *backend.CopyStats) ([]string, error) {
-	missing, err := hs.missing(closure, substitute)
+func (b *Backend) send(ctx context.Context, local hosts.Executor, hs hostStore, closure, holds []string, substitute bool, stats *backend.CopyStats) ([]string, error) {
+	missing, err := hs.missing(closure, holds, substitute)
 	if err != nil {
 		return nil, fmt.Errorf("query the host's store: %w", err)
 	}
@@ -1216,11 +1222,7 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 	log := &hosts.OutputLog{}
 	var said begun
 	var err error
-	oc := b.release(t)
-	if oc != nil && oc.held {
-		b.keep(t, oc) // its roots, until Finish
-		oc = nil
-	}
+	oc := b.take(t, false) // a held one keeps its roots until Finish
 	if oc != nil && oc.pushed && goal == t.Host.Activation {
 		// The session Push left waits for "go" (the copy went through
 		// the daemon); it answers "activate" and activates.

@@ -50,9 +50,6 @@ type serveSession struct {
 	// stderr is where the command's standard error goes besides the tail
 	// kept for errors: nowhere until the activation (stderrTo).
 	stderr switchWriter
-	// holds are paths a copy's nix-store --serve also holds as temporary
-	// roots, though they are not in the closure (see openCopy.holds).
-	holds []string
 	// detach, set by startDetachable, unties the session from the context
 	// it was started with; release frees what tied it.
 	detach  func() bool

@@ -52,7 +52,7 @@ func TestCopyIsCheckedByTheHost(t *testing.T) {
 	var nars *narCache // nil: from the store
 	serve := func(in pathInfo) ([]string, error) {
 		s := startSession(ctx, conn, serveArgv())
-		missing, err := s.missing([]string{path}, false) // greets the host first
+		missing, err := s.missing([]string{path}, nil, false) // greets the host first
 		if err != nil {
 			return nil, err
 		}
@@ -68,7 +68,7 @@ func TestCopyIsCheckedByTheHost(t *testing.T) {
 			return nil, err
 		}
 		defer dc.Close()
-		missing, err := dc.missing([]string{path}, false)
+		missing, err := dc.missing([]string{path}, nil, false)
 		if err != nil {
 			return nil, err
 		}

@@ -570,7 +570,7 @@ func rollbackContext(ctx context.Context, timeout time.Duration) (context.Contex
 }
 
 func describe(s backend.State) string {
-	if s.Generation > 0 && s.Current != "" && s.Current != s.Profile {
+	if s.Generation > 0 && !s.RunsBooted() {
 		return fmt.Sprintf("generation %d, running %s", s.Generation, s.Current)
 	}
 	if s.Generation > 0 {
