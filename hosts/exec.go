@@ -16,6 +16,8 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // Cmd is one command to run, locally or on a host.
@@ -82,6 +84,10 @@ func Lines(ctx context.Context, e Executor, c Cmd) ([]string, error) {
 	return lines, nil
 }
 
+// localStopGrace is how long a stopped local command has to end after
+// TERM.
+const localStopGrace = 10 * time.Second
+
 // Local runs commands on this machine.
 type Local struct {
 	// Env is added to every command's environment (before Cmd.Env).
@@ -97,6 +103,11 @@ func (l Local) Run(ctx context.Context, c Cmd) error {
 		return errors.New("run: empty command")
 	}
 	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
+	// Stopped, a command gets TERM, so that nix tears its builds down (a
+	// KILL left the builders running); KILL only if it has not ended
+	// localStopGrace later.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = localStopGrace
 	cmd.Env = append(append(os.Environ(), l.Env...), c.Env...)
 	cmd.Stdin = c.Stdin
 	cmd.Stdout = c.Stdout
