@@ -354,3 +354,29 @@ func copyForum(t *testing.T) string {
 	}
 	return dst
 }
+
+// --on given again adds its terms; it does not replace the earlier ones.
+func TestRepeatedOnAddsUp(t *testing.T) {
+	prod := "../../examples/forum/production"
+	for args, want := range map[string]string{
+		"--on lb --on forum-1":              "forum-1 lb",
+		"--on tag:forum --on !forum-3":      "forum-1 forum-2 forum-4",
+		"--on forum-1,forum-2 --on forum-2": "forum-1 forum-2",
+	} {
+		r := deploy(t, prod, append([]string{"hosts", "--json"}, strings.Fields(args)...)...)
+		var out struct{ Hosts []struct{ Name string } }
+		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || r.code != 0 {
+			t.Fatalf("%s: exit %d, %v", args, r.code, err)
+		}
+		var names []string
+		for _, h := range out.Hosts {
+			names = append(names, h.Name)
+		}
+		if got := strings.Join(names, " "); got != want {
+			t.Errorf("hosts %s: %q, want %q", args, got, want)
+		}
+	}
+	if r := deploy(t, prod, "hosts", "--on", "lb", "--on", ""); r.code != 2 {
+		t.Errorf("an empty --on beside another: exit %d, want 2", r.code)
+	}
+}

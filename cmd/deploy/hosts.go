@@ -13,8 +13,9 @@ import (
 // selection are the flags that pick hosts.
 type selection struct {
 	// On is nil when --on is not given: every host. An empty --on (say
-	// --on "$UNSET") is an error, not the whole fleet.
-	On *string `name:"on" placeholder:"SELECTOR" help:"Hosts to act on: comma-separated NAME, GLOB or tag:TAG, each may start with '!' to exclude. Default: every host."`
+	// --on "$UNSET") is an error, not the whole fleet. Given again, the
+	// terms add up, as if joined with commas.
+	On []string `name:"on" sep:"none" placeholder:"SELECTOR" help:"Hosts to act on: comma-separated NAME, GLOB or tag:TAG, each may start with '!' to exclude; given again, the terms add up. Default: every host."`
 }
 
 // selected loads the deployment and applies the selector.
@@ -23,12 +24,12 @@ func (s selection) selected(e *env) (*schema.Deployment, []schema.Host, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	sel := ""
-	if s.On != nil {
-		if sel = *s.On; strings.TrimSpace(sel) == "" {
-			return nil, nil, &eval.SelectError{Term: sel, Reason: "--on is empty; leave it out to select every host"}
+	for _, on := range s.On {
+		if strings.TrimSpace(on) == "" {
+			return nil, nil, &eval.SelectError{Term: on, Reason: "--on is empty; leave it out to select every host"}
 		}
 	}
+	sel := strings.Join(s.On, ",")
 	hs, err := eval.Select(d, sel)
 	if err != nil {
 		return nil, nil, err
