@@ -8,6 +8,7 @@ package nix
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -21,8 +22,12 @@ const Profile = "/nix/var/nix/profiles/system"
 // Options are settings of a run that change the local nix commands.
 type Options struct {
 	// NixOptions are passed to every local nix command as --option NAME
-	// VALUE, in name order (deploy --nix-option NAME=VALUE).
+	// VALUE (deploy --nix-option NAME=VALUE): those NixOrder names in that
+	// order, which matters to nix (substituters= then
+	// extra-substituters=URL is not the other way round), then the others
+	// in name order.
 	NixOptions map[string]string
+	NixOrder   []string
 	// GCRootDir is where GC roots for deployed systems are kept; "" means
 	// /nix/var/nix/gcroots/cuedeploy (or the per-user directory for a
 	// user other than root).
@@ -33,13 +38,20 @@ type Options struct {
 }
 
 func (o Options) options() []string {
-	names := make([]string, 0, len(o.NixOptions))
-	for n := range o.NixOptions {
-		names = append(names, n)
+	var names, rest []string
+	for _, n := range o.NixOrder {
+		if _, ok := o.NixOptions[n]; ok && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
 	}
-	sort.Strings(names)
+	for n := range o.NixOptions {
+		if !slices.Contains(names, n) {
+			rest = append(rest, n)
+		}
+	}
+	sort.Strings(rest)
 	var argv []string
-	for _, n := range names {
+	for _, n := range append(names, rest...) {
 		argv = append(argv, "--option", n, o.NixOptions[n])
 	}
 	return argv

@@ -355,6 +355,30 @@ func copyForum(t *testing.T) string {
 	return dst
 }
 
+// Nix options reach nix in the order given, which decides what they mean:
+// substituters= then extra-substituters=URL leaves URL, the other way round
+// nothing. A name given again counts where it was given last.
+func TestNixOptionsKeepTheirOrder(t *testing.T) {
+	prod := "../../examples/forum/production"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"substituters=", "extra-substituters=file:///x"}, "--option substituters '' --option extra-substituters file:///x --argstr"},
+		{[]string{"extra-substituters=file:///x", "substituters="}, "--option extra-substituters file:///x --option substituters '' --argstr"},
+		{[]string{"substituters=a", "extra-substituters=file:///x", "substituters="}, "--option extra-substituters file:///x --option substituters '' --argstr"},
+	} {
+		args := []string{"eval", "--on", "lb"}
+		for _, a := range c.args {
+			args = append(args, "--nix-option", a)
+		}
+		r := deploy(t, prod, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "nix-instantiate "+c.want) {
+			t.Errorf("%v: exit %d, plan:\n%s\nwant nix-instantiate %s", c.args, r.code, r.stdout, c.want)
+		}
+	}
+}
+
 // --on given again adds its terms; it does not replace the earlier ones.
 func TestRepeatedOnAddsUp(t *testing.T) {
 	prod := "../../examples/forum/production"

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"cuedeploy.dev/cuedeploy/backend"
@@ -58,7 +60,15 @@ func (o overrides) backends() (map[string]backend.Backend, error) {
 		return nil, err
 	}
 	bs := backend.Registered()
-	bs["nix"] = nix.New(nix.Options{NixOptions: opts})
+	// In the order given; a name given again counts where it was last.
+	var order []string
+	for i := len(o.NixOption) - 1; i >= 0; i-- {
+		if n, _, _ := strings.Cut(o.NixOption[i], "="); !slices.Contains(order, n) {
+			order = append(order, n)
+		}
+	}
+	slices.Reverse(order)
+	bs["nix"] = nix.New(nix.Options{NixOptions: opts, NixOrder: order})
 	return bs, nil
 }
 
