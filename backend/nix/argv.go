@@ -104,7 +104,9 @@ func (o Options) realiseArgv(drvs []string) []string {
 		// Independent systems build side by side; nix's default is one job.
 		argv = append(argv, "--max-jobs", "auto")
 	}
-	return append(append(argv, "--realise", "--keep-going"), drvs...)
+	// Builders' output only in a failure's error, where it says which
+	// derivation it is of (nix's last log-lines lines).
+	return append(append(argv, "--no-build-output", "--realise", "--keep-going"), drvs...)
 }
 
 // dumpDBArgv prints each path's registration: path, NAR hash, NAR size,

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -834,12 +835,24 @@ func parseDumpDB(out string) (map[string]pathInfo, error) {
 	return info, nil
 }
 
-// buildError narrows a batch's error to the lines about one derivation.
+// buildError picks out of the realise's standard error (nix-store
+// --no-build-output) the errors that concern drv: nix's "error: ..." lines,
+// with the indented lines that go with them (a failed builder's last log
+// lines), that name drv or a derivation its closure has. So a host whose
+// system was not built because a dependency failed shows that
+// dependency's log too.
 func buildError(err error, stderr, drv string) error {
+	closure := drvClosure(drv)
 	var mine []string
-	for _, l := range strings.Split(stderr, "\n") {
-		if strings.Contains(l, filepath.Base(drv)) || strings.Contains(l, strings.TrimSuffix(filepath.Base(drv), ".drv")) {
-			mine = append(mine, strings.TrimSpace(l))
+	for _, block := range errorBlocks(stderr) {
+		if strings.HasPrefix(block, "error: build of '") {
+			continue // --keep-going's last word: every failed one, named
+		}
+		for _, d := range drvPath.FindAllString(block, -1) {
+			if closure[d] {
+				mine = append(mine, block)
+				break
+			}
 		}
 	}
 	if len(mine) == 0 {
@@ -848,7 +861,58 @@ func buildError(err error, stderr, drv string) error {
 	if len(mine) > 5 {
 		mine = mine[len(mine)-5:]
 	}
-	return errors.New(strings.Join(mine, "; "))
+	return errors.New(strings.Join(mine, "\n"))
+}
+
+// drvPath matches a derivation's store path.
+var drvPath = regexp.MustCompile(`/nix/store/[0-9a-z]{32}-[^'"\s]+\.drv`)
+
+// errorBlocks returns nix's errors in stderr: each line that starts with
+// "error:", with the indented lines that follow it.
+func errorBlocks(stderr string) []string {
+	var blocks []string
+	var cur []string
+	flush := func() {
+		if cur != nil {
+			blocks = append(blocks, strings.Join(cur, "\n"))
+			cur = nil
+		}
+	}
+	for _, l := range strings.Split(stderr, "\n") {
+		switch {
+		case strings.HasPrefix(l, "error:"):
+			flush()
+			cur = []string{l}
+		case cur != nil && strings.HasPrefix(l, " ") && strings.TrimSpace(l) != "":
+			cur = append(cur, strings.TrimSpace(l))
+		default:
+			flush()
+		}
+	}
+	flush()
+	return blocks
+}
+
+// drvClosure returns drv and the derivations it depends on, read from the
+// .drv files (the derivation paths they name); what cannot be read is left
+// out.
+func drvClosure(drv string) map[string]bool {
+	seen := map[string]bool{drv: true}
+	for todo := []string{drv}; len(todo) > 0; {
+		d := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		data, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		for _, in := range drvPath.FindAllString(string(data), -1) {
+			if !seen[in] {
+				seen[in] = true
+				todo = append(todo, in)
+			}
+		}
+	}
+	return seen
 }
 
 // addRoot keeps the built system alive across garbage collections:
