@@ -214,16 +214,19 @@ func Run(ctx context.Context, req Request) []Result {
 		<-built
 		for i, t := range ts {
 			r := &results[i]
-			r.Drv, r.System = t.Drv, t.Out
+			r.Drv = t.Drv
 			switch {
 			case evalErrs[i] != nil:
 				setFailed(r, backend.PhaseEval, evalErrs[i])
 			case buildErrs[i] != nil:
 				setFailed(r, backend.PhaseBuild, buildErrs[i])
+				if ctx.Err() != nil {
+					r.Status = Cancelled // interrupted, not failed
+				}
 			case t.Host.Build == "target":
-				r.Status = Evaluated // the host builds it: nothing was built here
+				r.Status, r.System = Evaluated, t.Out // the host builds it: nothing was built here
 			default:
-				r.Status, r.Phase = Built, backend.PhaseBuild
+				r.Status, r.Phase, r.System = Built, backend.PhaseBuild, t.Out
 			}
 			r.Duration = time.Since(start)
 			obs.Done(*r)

@@ -508,3 +508,30 @@ func TestEveryHostIsFinished(t *testing.T) {
 		}
 	}
 }
+
+// deploy build: a build that did not end is reported cancelled when the run
+// was interrupted, failed otherwise; neither gets a system path, which
+// would name nothing.
+func TestBuildOnlyUnbuiltHasNoSystem(t *testing.T) {
+	for _, interrupted := range []bool{false, true} {
+		f := &fakeBackend{failBuild: map[string]bool{"h01": true}}
+		req := request(f, 2)
+		req.BuildOnly = true
+		ctx, cancel := context.WithCancel(context.Background())
+		if interrupted {
+			cancel()
+		}
+		rs := byHost(Run(ctx, req))
+		cancel()
+		want := Failed
+		if interrupted {
+			want = Cancelled
+		}
+		if r := rs["h01"]; r.Status != want || r.System != "" {
+			t.Errorf("interrupted %v: h01 %s %q, want %s without a system path", interrupted, r.Status, r.System, want)
+		}
+		if r := rs["h02"]; !interrupted && (r.Status != Built || r.System == "") {
+			t.Errorf("h02: %s %q, want built with its system path", r.Status, r.System)
+		}
+	}
+}
