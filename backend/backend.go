@@ -47,6 +47,9 @@ const (
 	// rollback), or, for goal test, the one it ran.
 	PlacePreviousRunning = "<previous-running-system>"
 	PlaceFailedGen       = "<failed-generation>"
+	// PlaceActivationPID is the process number an activation's script
+	// gave when it began.
+	PlaceActivationPID = "<activation-process>"
 )
 
 // Step is one command of a plan.

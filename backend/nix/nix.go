@@ -286,7 +286,7 @@ func (b *Backend) Plan(ts []*backend.Target) [][]backend.Step {
 		} else {
 			s = append(s, backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Root: true, Argv: activateArgv(out, goal), Stdin: confirmStdin, When: when})
 		}
-		for _, r := range rollbackSteps(goal, backend.PlacePrevious, backend.PlacePreviousPath, backend.PlacePreviousRunning, backend.PlaceFailedGen) {
+		for _, r := range rollbackSteps(goal, backend.PlaceActivationPID, out, backend.PlacePrevious, backend.PlacePreviousPath, backend.PlacePreviousRunning, backend.PlaceFailedGen) {
 			when := "the activation failed or was interrupted after deploy answered its \"" + beginLine + "\""
 			if r.when != "" {
 				when += ", and " + r.when
@@ -326,12 +326,17 @@ func closureRoot(t *backend.Target) string {
 	return orPlace(t.Out, backend.PlaceOut+"("+t.Host.Name+")")
 }
 
-// begun is what an activation that began said (see setProfileScript): the
-// profile generation it sets (0 for test and dry-activate, which set none,
-// or if it did not say) and whether it made that generation.
+// begun is what an activation that began said (see activateScript and
+// setProfileScript): its script's process number, the profile generation
+// it sets (0 for test and dry-activate, which set none, or if it did not
+// say) and whether it made that generation; and whether its process is
+// known to have ended (it exited, with a status or a signal), or may
+// still run (interrupted, the connection lost).
 type begun struct {
-	gen  int
-	made bool
+	pid   int
+	gen   int
+	made  bool
+	ended bool
 }
 
 // undo is what a rollback goes by: the host's state before the failed
@@ -344,6 +349,8 @@ type undo struct {
 	// made: the activation made that generation (one it reused was
 	// there before, and stays).
 	made bool
+	// running: the activation's process may still run (see stopArgv).
+	running bool
 }
 
 // rollbackStep is one command of a rollback; runs says whether it is
@@ -361,18 +368,21 @@ type rollbackStep struct {
 // (madeGen) deleted before the boot loader is written again, so that it
 // lists it no more; the boot loader and the running system (prevCurrent)
 // as they were.
-func rollbackSteps(goal, prevGen, prevProfile, prevCurrent, madeGen string) []rollbackStep {
+func rollbackSteps(goal, pid, system, prevGen, prevProfile, prevCurrent, madeGen string) []rollbackStep {
 	always := func(undo) bool { return true }
 	moved := func(u undo) bool { return u.moved }
+	stop := rollbackStep{argv: stopArgv(pid, system), when: "the activation was interrupted (time-out, Ctrl-C, the connection lost): it may still run",
+		runs: func(u undo) bool { return u.running }}
 	switch goal {
 	case "test":
-		return []rollbackStep{{argv: switchArgv(prevCurrent, "test"), runs: always}}
+		return []rollbackStep{stop, {argv: switchArgv(prevCurrent, "test"), runs: always}}
 	case "switch", "boot":
 	default:
 		return nil // dry-activate changes nothing
 	}
 	set := "the activation set another generation"
 	steps := []rollbackStep{
+		stop,
 		{argv: switchGenerationArgv(prevGen), when: set, runs: moved},
 		{argv: deleteGenerationArgv(madeGen), when: "the activation made that generation (one it reused was there before)",
 			runs: func(u undo) bool { return u.made }},
@@ -1296,7 +1306,9 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 			err = fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, err)
 		} else {
 			oc.s.shows = switchArgv(t.Out, t.Host.Activation)
+			untie := oc.s.tie(ctx) // started with State's context
 			said, err = readActivation(ctx, oc.s, log, setsProfile(goal))
+			untie()
 			// The daemon connection holds its roots until Finish,
 			// through a rollback; the session has ended.
 			oc.pushed = false
@@ -1334,9 +1346,14 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 // answered failed with the host as it was
 // (backend.ErrActivationNotStarted).
 func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog, profile bool) (begun, error) {
+	var said begun
 	l, err := s.line()
-	if err == nil && l != beginLine {
+	if f := strings.Fields(l); err == nil && (len(f) != 2 || f[0] != beginLine) {
 		err = fmt.Errorf("unexpected line %q", l)
+	} else if err == nil {
+		if said.pid, err = strconv.Atoi(f[1]); err == nil && said.pid <= 0 {
+			err = fmt.Errorf("unexpected line %q", l)
+		}
 	}
 	if err == nil {
 		if afterBegin != nil {
@@ -1351,7 +1368,6 @@ func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog, 
 		werr := s.wait()
 		return begun{}, fmt.Errorf("%w: %w", backend.ErrActivationNotStarted, cmp.Or(werr, err))
 	}
-	var said begun
 	if profile {
 		// Unread (the session ended first), the generation stays 0:
 		// unknown.
@@ -1365,7 +1381,10 @@ func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog, 
 		}
 	}
 	io.Copy(log, s.out)
-	return said, s.wait()
+	err = s.wait()
+	var ee *hosts.ExitError
+	said.ended = err == nil || errors.As(err, &ee)
+	return said, err
 }
 
 // afterBegin, when set (by tests), runs between an activation's begin line
@@ -1387,8 +1406,8 @@ func (b *Backend) Rollback(ctx context.Context, remote hosts.Executor, t *backen
 			return errors.New("the host had no previous generation: nothing to roll back to")
 		}
 	}
-	u := undo{prev: prev, moved: !ok || said.gen != prev.Generation, made: ok && said.made}
-	for _, r := range rollbackSteps(goal, strconv.Itoa(prev.Generation), prev.Profile, prev.Current, strconv.Itoa(said.gen)) {
+	u := undo{prev: prev, moved: !ok || said.gen != prev.Generation, made: ok && said.made, running: ok && said.pid > 0 && !said.ended}
+	for _, r := range rollbackSteps(goal, strconv.Itoa(said.pid), t.Out, strconv.Itoa(prev.Generation), prev.Profile, prev.Current, strconv.Itoa(said.gen)) {
 		if !r.runs(u) {
 			continue
 		}

@@ -1,6 +1,7 @@
 package nix
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,8 +176,9 @@ func TestActivationWaitsForTheAnswer(t *testing.T) {
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		_, statErr := os.Stat(ran)
-		if string(out) != beginLine+"\n" || (err == nil) != tc.runs || (statErr == nil) != tc.runs {
-			t.Errorf("answer %q: said %q, exit %v, ran %v; want it to say %q and run: %v", tc.stdin, out, err, statErr == nil, beginLine, tc.runs)
+		// The begin line names the script's process (see stopArgv).
+		if want := fmt.Sprintf("%s %d\n", beginLine, cmd.Process.Pid); string(out) != want || (err == nil) != tc.runs || (statErr == nil) != tc.runs {
+			t.Errorf("answer %q: said %q, exit %v, ran %v; want it to say %q and run: %v", tc.stdin, out, err, statErr == nil, want, tc.runs)
 		}
 		if strings.Contains(stderr.String(), "read ") {
 			t.Errorf("answer %q: the activation read %q from the deployer", tc.stdin, stderr.String())

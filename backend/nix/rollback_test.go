@@ -228,3 +228,70 @@ func TestIsStorePath(t *testing.T) {
 		}
 	}
 }
+
+// TestInterruptedActivationIsStoppedFirst interrupts an activation while
+// its switch-to-configuration runs (a slow one, which holds NixOS's lock as
+// the real one does), after a copy through the host's daemon and through
+// nix-store --serve. sshd does not pass the deployer's signal on to a root
+// login's session, so the rollback ends the activation first: otherwise its
+// own switch-to-configuration finds the lock taken, and the interrupted one
+// would switch the host after the rollback.
+func TestInterruptedActivationIsStoppedFirst(t *testing.T) {
+	eachCopyPath(t, "interrupted", func(t *testing.T, h fleet.Host, conn *hosts.Conn, b *Backend, good *backend.Target, _ bool) {
+		ctx := context.Background()
+		copyTo(ctx, t, b, conn, good, "switch")
+		if err := b.Activate(ctx, conn, good, "switch"); err != nil {
+			t.Fatal(err)
+		}
+		b.Finish(good)
+		slow := &backend.Target{Host: forumHost(t, h.Name, map[string]string{"release": "interrupted", "slowActivation": "forum-1"})}
+		instantiateAndBuild(t, b, slow)
+		prev := copyTo(ctx, t, b, conn, slow, "switch")
+
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		err := b.Activate(actx, conn, slow, "switch")
+		if err == nil || errors.Is(err, backend.ErrActivationNotStarted) {
+			t.Fatalf("Activate interrupted after 3s: %v; want it interrupted after it began", err)
+		}
+		stc := slow.Out + "/bin/switch-to-configuration"
+		if len(processes(t, stc)) == 0 {
+			t.Fatalf("no %s running once the activation was interrupted; the test needs it running", stc)
+		}
+		if err := b.Rollback(ctx, conn, slow, "switch", prev); err != nil {
+			t.Fatalf("rollback: %v", err)
+		}
+		b.Finish(slow)
+		if ps := processes(t, slow.Out); len(ps) > 0 {
+			t.Errorf("after the rollback the interrupted activation still runs: %q", ps)
+		}
+		if cur, _ := os.Readlink(h.Path("/run/current-system")); cur != good.Out {
+			t.Errorf("after the rollback the host runs %s, want %s", cur, good.Out)
+		}
+		if p, _ := os.Readlink(h.Path(Profile)); p != "system-1-link" {
+			t.Errorf("after the rollback the profile is %s, want system-1-link", p)
+		}
+		data, _ := os.ReadFile(h.Path("/run/cuedeploy-example/activations"))
+		if want := "switch " + good.Out + "\nswitch " + good.Out + "\n"; string(data) != want {
+			t.Errorf("activations on the host:\n%s\nwant\n%s", data, want)
+		}
+	})
+}
+
+// processes returns the command lines of this machine's processes (the
+// fleet's hosts share its process numbers) that contain s.
+func processes(t *testing.T, s string) []string {
+	t.Helper()
+	files, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err == nil && strings.Contains(string(data), s) {
+			found = append(found, strings.ReplaceAll(strings.TrimRight(string(data), "\x00"), "\x00", " "))
+		}
+	}
+	return found
+}

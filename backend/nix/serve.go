@@ -54,6 +54,7 @@ type serveSession struct {
 	// it was started with; release frees what tied it.
 	detach  func() bool
 	release context.CancelFunc
+	cancel  context.CancelCauseFunc // stops it, as its context's end does
 }
 
 // switchWriter writes to w, or nowhere while w is nil.
@@ -124,8 +125,15 @@ func startDetachable(ctx context.Context, remote hosts.Executor, argv []string) 
 	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
 	s := startSession(sctx, remote, argv)
-	s.detach, s.release = stop, func() { stop(); cancel(nil) }
+	s.detach, s.release, s.cancel = stop, func() { stop(); cancel(nil) }, cancel
 	return s
+}
+
+// tie makes the end of ctx, as well as that of the context the session
+// was started with, stop a session startDetachable started, until the
+// function it returns is called.
+func (s *serveSession) tie(ctx context.Context) (untie func() bool) {
+	return context.AfterFunc(ctx, func() { s.cancel(context.Cause(ctx)) })
 }
 
 // line reads one line of the output that precedes the protocol; io.EOF when

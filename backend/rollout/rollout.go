@@ -543,16 +543,21 @@ func (h *hostRun) pipeline(user, runCtx context.Context) {
 			actErr = pe.Err
 		}
 		actErr = noted(actErr)
+		what := "activation failed"
+		if ctx.Err() != nil {
+			// The time-out, the user: the backend stops what still runs.
+			what = "activation interrupted"
+		}
 		// Interrupted or not, the host goes back: the activation may have
 		// left it half switched.
 		phase(backend.PhaseRollback)
 		rbCtx, rbCancel := rollbackContext(ctx, timeout)
 		defer rbCancel()
 		if rbErr := h.b.Rollback(rbCtx, conn, t, goal, prev); rbErr != nil {
-			setFailed(r, r.Phase, fmt.Errorf("activation failed: %v; rollback failed too: %w", actErr, rbErr))
+			setFailed(r, r.Phase, fmt.Errorf("%s: %v; rollback failed too: %w", what, actErr, rbErr))
 			return
 		}
-		r.Status, r.Error = RolledBack, fmt.Sprintf("activation failed, rolled back to %s: %v", describe(prev), actErr)
+		r.Status, r.Error = RolledBack, fmt.Sprintf("%s, rolled back to %s: %v", what, describe(prev), actErr)
 		return
 	}
 	r.Status, r.Phase = Deployed, backend.PhaseDone

@@ -313,7 +313,7 @@ func TestInterruptedActivationIsRolledBack(t *testing.T) {
 	f.state["h01"] = backend.State{Current: "/nix/store/old", Profile: "/nix/store/old", Generation: 3}
 	req.Timeout = 150 * time.Millisecond
 	rs := byHost(Run(context.Background(), req))
-	if r := rs["h01"]; r.Status != RolledBack || !strings.Contains(r.Error, "generation 3") || !strings.Contains(r.Error, "timed out after 150ms") {
+	if r := rs["h01"]; r.Status != RolledBack || !strings.HasPrefix(r.Error, "activation interrupted, rolled back to generation 3") || !strings.Contains(r.Error, "timed out after 150ms") {
 		t.Errorf("timed out: %s at %s: %q, want rolled back to generation 3 after the time-out", r.Status, r.Phase, r.Error)
 	}
 
@@ -323,7 +323,7 @@ func TestInterruptedActivationIsRolledBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(150*time.Millisecond, cancel) // the user's Ctrl-C, during activation
 	rs = byHost(Run(ctx, req))
-	if r := rs["h01"]; r.Status != RolledBack || f.state["h01"].Generation != 3 {
+	if r := rs["h01"]; r.Status != RolledBack || f.state["h01"].Generation != 3 || !strings.HasPrefix(r.Error, "activation interrupted, rolled back") {
 		t.Errorf("interrupted: %s at %s: %q, state %+v; want rolled back to generation 3", r.Status, r.Phase, r.Error, f.state["h01"])
 	}
 }

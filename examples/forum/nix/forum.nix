@@ -4,9 +4,14 @@
 # bin/switch-to-configuration, which points /run/current-system at itself
 # and records the goal in /run/cuedeploy-example/activations.
 #
+# Like NixOS's, it holds /run/nixos/switch-to-configuration.lock while it
+# runs and refuses to run while another one holds it.
+#
 # Arguments come from the deployment's CUE (nix.args), as --argstr.
+# failActivation and slowActivation name hosts (comma-separated) whose
+# activation fails, or takes 30 s before it switches.
 { env ? "dev", servers ? "2", motd ? "Welcome to the forum", release ? "1"
-, failActivation ? "" }:
+, failActivation ? "", slowActivation ? "" }:
 let
   count = builtins.fromJSON servers;
   names = [ "lb" ] ++ builtins.genList (i: "forum-${toString (i + 1)}") count;
@@ -31,7 +36,7 @@ let
       config = if role == "lb"
         then "upstreams ${toString (builtins.tail names)}"
         else "app ${forumApp}\nmotd ${motd}";
-      fail = builtins.elem name (builtins.filter (x: x != "") (builtins.split "," failActivation));
+      named = list: builtins.elem name (builtins.filter (x: x != "") (builtins.split "," list));
     in {
       config.system.build.toplevel = derivation {
         name = "nixos-system-${name}";
@@ -40,7 +45,8 @@ let
         PATH = "/usr/bin:/bin";
         hostName = name;
         inherit role config env;
-        failActivation = if fail then "1" else "";
+        failActivation = if named failActivation then "1" else "";
+        slowActivation = if named slowActivation then "1" else "";
         args = [ "-c" ''
           mkdir -p $out/bin $out/etc
           echo "$hostName" > $out/etc/hostname
@@ -49,7 +55,12 @@ let
           #!/bin/sh
           # Stand-in for NixOS's switch-to-configuration (example system).
           goal="\$1"
-          mkdir -p /run/cuedeploy-example
+          mkdir -p /run/cuedeploy-example /run/nixos
+          exec 7>>/run/nixos/switch-to-configuration.lock
+          flock -n 7 || { echo "Could not acquire lock" >&2; exit 1; }
+          if [ -n "$slowActivation" ] && [ "\$goal" != dry-activate ]; then
+            echo "waiting for a slow unit..." >&2; sleep 30
+          fi
           case "\$goal" in
             switch|test) echo "activating the configuration..." >&2; echo "setting up /etc..."; ln -sfn $out /run/current-system ;;
             boot) echo "installing the boot loader..." >&2 ;;
