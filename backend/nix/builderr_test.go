@@ -19,8 +19,6 @@ import (
 // told not to), a's that of its dependency, b's its own and not a's.
 func TestBuildErrorShowsTheBuildersLog(t *testing.T) {
 	needNix(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "hosts.nix")
 	src := `{ salt }: let
   mk = name: script: attrs: derivation ({ inherit name salt; system = builtins.currentSystem; builder = "/bin/sh"; PATH = "/usr/bin:/bin"; args = [ "-c" script ]; } // attrs);
   dep = mk "dep" "echo the dependency broke; exit 1" {};
@@ -30,16 +28,7 @@ in {
   c = mk "c" "echo > $out" {};
 }
 `
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var ts []*backend.Target
-	for _, name := range []string{"a", "b", "c"} {
-		ts = append(ts, &backend.Target{Host: &schema.Host{
-			Name: name, Build: "local", Activation: "switch",
-			Nix: &schema.Nix{File: file, Attribute: name, Args: map[string]string{"salt": filepath.Base(dir)}},
-		}})
-	}
+	ts := fileTargets(t, src, "a", "b", "c")
 	b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir()})
 	instantiate(t, b, ts...)
 	errs := b.Build(context.Background(), hosts.Local{}, ts)
@@ -58,4 +47,24 @@ in {
 	if errs[2] != nil {
 		t.Errorf("c: %v, want built", errs[2])
 	}
+}
+
+// fileTargets writes the Nix file src ({ salt }: an attribute set) into a
+// new directory and returns a target for each of names, a host whose
+// system is that attribute, built here, with the directory's name as salt.
+func fileTargets(t *testing.T, src string, names ...string) []*backend.Target {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hosts.nix")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ts []*backend.Target
+	for _, name := range names {
+		ts = append(ts, &backend.Target{Host: &schema.Host{
+			Name: name, Build: "local", Activation: "switch",
+			Nix: &schema.Nix{File: file, Attribute: name, Args: map[string]string{"salt": filepath.Base(dir)}},
+		}})
+	}
+	return ts
 }

@@ -3,14 +3,10 @@ package nix
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/hosts"
-	"cuedeploy.dev/cuedeploy/schema"
 )
 
 // TestEvalErrorIsTheBrokenHostsOnly evaluates three hosts from one file, in
@@ -19,8 +15,6 @@ import (
 // host fails, with its own error.
 func TestEvalErrorIsTheBrokenHostsOnly(t *testing.T) {
 	needNix(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "hosts.nix")
 	src := `{ salt }: let
   sys = name: derivation { inherit name salt; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; };
 in {
@@ -29,16 +23,7 @@ in {
   c = sys "c";
 }
 `
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var ts []*backend.Target
-	for _, name := range []string{"a", "b", "c"} {
-		ts = append(ts, &backend.Target{Host: &schema.Host{
-			Name: name, Build: "local", Activation: "switch",
-			Nix: &schema.Nix{File: file, Attribute: name, Args: map[string]string{"salt": filepath.Base(dir)}},
-		}})
-	}
+	ts := fileTargets(t, src, "a", "b", "c")
 	b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir()})
 	if n := len(b.groups(ts)); n != 1 {
 		t.Fatalf("%d evaluation groups, want the three hosts in one batch", n)
@@ -62,20 +47,12 @@ in {
 // batch's error, the rest are given it as it is.
 func TestSharedEvalErrorIsNotRepeatedPerHost(t *testing.T) {
 	needNix(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "hosts.nix")
 	src := `{ salt }: builtins.listToAttrs (map (n: { name = "h${toString n}"; value = throw "broken everywhere"; }) (builtins.genList (n: n) 12))`
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var ts []*backend.Target
+	var names []string
 	for i := range 12 {
-		name := fmt.Sprintf("h%d", i)
-		ts = append(ts, &backend.Target{Host: &schema.Host{
-			Name: name, Build: "local", Activation: "switch",
-			Nix: &schema.Nix{File: file, Attribute: name, Args: map[string]string{"salt": "x"}},
-		}})
+		names = append(names, fmt.Sprintf("h%d", i))
 	}
+	ts := fileTargets(t, src, names...)
 	b := New(Options{NixOptions: map[string]string{"substituters": ""}, GCRootDir: t.TempDir()})
 	noted := 0
 	for i, err := range b.Instantiate(context.Background(), hosts.Local{}, ts) {
