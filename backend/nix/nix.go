@@ -645,9 +645,10 @@ func (b *Backend) finishBuild(ctx context.Context, local hosts.Executor, ts []*b
 		for _, p := range invalid {
 			bad[p] = true
 		}
+		blocks, inputs := errorBlocks(stderr), drvInputs{}
 		for _, i := range built {
 			if bad[ts[i].Out] {
-				errs[i] = fmt.Errorf("build %s: %w", ts[i].Drv, buildError(realiseErr, stderr, ts[i].Drv))
+				errs[i] = fmt.Errorf("build %s: %w", ts[i].Drv, buildError(realiseErr, blocks, inputs, ts[i].Drv))
 			}
 		}
 	}
@@ -845,16 +846,15 @@ func parseDumpDB(out string) (map[string]pathInfo, error) {
 	return info, nil
 }
 
-// buildError picks out of the realise's standard error (nix-store
-// --no-build-output) the errors that concern drv: nix's "error: ..." lines,
-// with the indented lines that go with them (a failed builder's last log
-// lines), that name drv or a derivation its closure has. So a host whose
-// system was not built because a dependency failed shows that
+// buildError picks out of the realise's errors (errorBlocks of its
+// standard error, nix-store --no-build-output) those that concern drv: that
+// name drv or a derivation its closure has (read through inputs). So a
+// host whose system was not built because a dependency failed shows that
 // dependency's log too.
-func buildError(err error, stderr, drv string) error {
-	closure := drvClosure(drv)
+func buildError(err error, blocks []string, inputs drvInputs, drv string) error {
+	closure := inputs.closure(drv)
 	var mine []string
-	for _, block := range errorBlocks(stderr) {
+	for _, block := range blocks {
 		if strings.HasPrefix(block, "error: build of '") {
 			continue // --keep-going's last word: every failed one, named
 		}
@@ -878,7 +878,8 @@ func buildError(err error, stderr, drv string) error {
 var drvPath = regexp.MustCompile(`/nix/store/[0-9a-z]{32}-[^'"\s]+\.drv`)
 
 // errorBlocks returns nix's errors in stderr: each line that starts with
-// "error:", with the indented lines that follow it.
+// "error:", with the indented lines that follow it (a failed builder's last
+// log lines).
 func errorBlocks(stderr string) []string {
 	var blocks []string
 	var cur []string
@@ -903,22 +904,28 @@ func errorBlocks(stderr string) []string {
 	return blocks
 }
 
-// drvClosure returns drv and the derivations it depends on, read from the
-// .drv files (the derivation paths they name); what cannot be read is left
-// out.
-func drvClosure(drv string) map[string]bool {
+// drvInputs are the derivation paths each .drv file read so far names,
+// read once however many hosts' closures share it.
+type drvInputs map[string][]string
+
+// closure returns drv and the derivations it depends on, read from the
+// .drv files; what cannot be read is left out.
+func (in drvInputs) closure(drv string) map[string]bool {
 	seen := map[string]bool{drv: true}
 	for todo := []string{drv}; len(todo) > 0; {
 		d := todo[len(todo)-1]
 		todo = todo[:len(todo)-1]
-		data, err := os.ReadFile(d)
-		if err != nil {
-			continue
+		deps, ok := in[d]
+		if !ok {
+			if data, err := os.ReadFile(d); err == nil {
+				deps = drvPath.FindAllString(string(data), -1)
+			}
+			in[d] = deps
 		}
-		for _, in := range drvPath.FindAllString(string(data), -1) {
-			if !seen[in] {
-				seen[in] = true
-				todo = append(todo, in)
+		for _, dep := range deps {
+			if !seen[dep] {
+				seen[dep] = true
+				todo = append(todo, dep)
 			}
 		}
 	}
@@ -1348,12 +1355,8 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog, profile bool) (begun, error) {
 	var said begun
 	l, err := s.line()
-	if f := strings.Fields(l); err == nil && (len(f) != 2 || f[0] != beginLine) {
-		err = fmt.Errorf("unexpected line %q", l)
-	} else if err == nil {
-		if said.pid, err = strconv.Atoi(f[1]); err == nil && said.pid <= 0 {
-			err = fmt.Errorf("unexpected line %q", l)
-		}
+	if err == nil {
+		said.pid, err = beginPID(l)
 	}
 	if err == nil {
 		if afterBegin != nil {
@@ -1385,6 +1388,18 @@ func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog, 
 	var ee *hosts.ExitError
 	said.ended = err == nil || errors.As(err, &ee)
 	return said, err
+}
+
+// beginPID reads the begin line: beginLine and the script's process
+// number.
+func beginPID(l string) (int, error) {
+	f := strings.Fields(l)
+	if len(f) == 2 && f[0] == beginLine {
+		if pid, err := strconv.Atoi(f[1]); err == nil && pid > 0 {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("unexpected line %q", l)
 }
 
 // afterBegin, when set (by tests), runs between an activation's begin line

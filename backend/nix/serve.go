@@ -51,10 +51,9 @@ type serveSession struct {
 	// kept for errors: nowhere until the activation (stderrTo).
 	stderr switchWriter
 	// detach, set by startDetachable, unties the session from the context
-	// it was started with; release frees what tied it.
-	detach  func() bool
-	release context.CancelFunc
-	cancel  context.CancelCauseFunc // stops it, as its context's end does
+	// it was started with; cancel stops it, as that context's end does.
+	detach func() bool
+	cancel context.CancelCauseFunc
 }
 
 // switchWriter writes to w, or nowhere while w is nil.
@@ -125,7 +124,7 @@ func startDetachable(ctx context.Context, remote hosts.Executor, argv []string) 
 	sctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
 	s := startSession(sctx, remote, argv)
-	s.detach, s.release, s.cancel = stop, func() { stop(); cancel(nil) }, cancel
+	s.detach, s.cancel = stop, cancel
 	return s
 }
 
@@ -191,8 +190,9 @@ func (s *serveSession) wait() error {
 		s.result = <-s.done
 		s.ended = true
 		s.outPipe.Close()
-		if s.release != nil {
-			s.release()
+		if s.detach != nil { // free what tied it
+			s.detach()
+			s.cancel(nil)
 		}
 		// Name the command by what was running, not by the whole script.
 		var ee *hosts.ExitError

@@ -62,12 +62,10 @@ func (o overrides) backends() (map[string]backend.Backend, error) {
 	bs := backend.Registered()
 	// In the order given; a name given again counts where it was last.
 	var order []string
-	for i := len(o.NixOption) - 1; i >= 0; i-- {
-		if n, _, _ := strings.Cut(o.NixOption[i], "="); !slices.Contains(order, n) {
-			order = append(order, n)
-		}
+	for _, kv := range o.NixOption {
+		n, _, _ := strings.Cut(kv, "=")
+		order = append(slices.DeleteFunc(order, func(m string) bool { return m == n }), n)
 	}
-	slices.Reverse(order)
 	bs["nix"] = nix.New(nix.Options{NixOptions: opts, NixOrder: order})
 	return bs, nil
 }
