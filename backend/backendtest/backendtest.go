@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -245,4 +246,22 @@ func checkPlan(t *testing.T, tg *backend.Target, steps []backend.Step, placehold
 			t.Errorf("%s: plan has no %s step", tg.Host.Name, p)
 		}
 	}
+}
+
+// Processes returns the command lines of this machine's processes (the
+// local fleet's hosts share its process numbers) that contain s.
+func Processes(t testing.TB, s string) []string {
+	t.Helper()
+	files, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err == nil && strings.Contains(string(data), s) {
+			found = append(found, strings.ReplaceAll(strings.TrimRight(string(data), "\x00"), "\x00", " "))
+		}
+	}
+	return found
 }

@@ -140,15 +140,30 @@ const unpackScript = `rm -rf -- "$1" && mkdir -p -- "$1" && tar -x -f - -C "$1"`
 func UnpackArgv(stage string) []string { return []string{"sh", "-c", unpackScript, "sh", stage} }
 
 // ReconfigureArgv switches the host to the system of the staged copy of g.
+// A shell prints beginLine and its process number first, then becomes
+// guix (the number stays), so that a rollback after an interruption can
+// end a reconfigure that runs on (see backend.StopArgv).
 func ReconfigureArgv(g *schema.Guix, stage string) []string {
+	return append([]string{"sh", "-c", `echo ` + beginLine + ` $$ && exec "$@"`, "sh"}, reconfigureArgv(g, stage)...)
+}
+
+// reconfigureArgv is the guix command ReconfigureArgv runs. Its command
+// line names the staged configuration (stagedConfig), which tells it from
+// another process (backend.StopArgv's marker).
+func reconfigureArgv(g *schema.Guix, stage string) []string {
 	at := func(p string) string { return path.Join(stage, p) }
 	channels := ""
 	if g.Channels != "" {
 		channels = at(g.Channels)
 	}
 	args := append([]string{"system", "reconfigure"}, evalFlags(g, at)...)
-	return guix(channels, append(args, at(g.Config))...)
+	return guix(channels, append(args, stagedConfig(g, stage))...)
 }
+
+func stagedConfig(g *schema.Guix, stage string) string { return path.Join(stage, g.Config) }
+
+// beginLine starts what ReconfigureArgv prints before guix runs.
+const beginLine = "begin"
 
 // SwitchGenerationArgv makes generation gen current again, activating it
 // and making it the boot default.

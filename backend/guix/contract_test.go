@@ -179,9 +179,9 @@ func TestContract(t *testing.T) {
 			var local, target [][]string
 			for _, steps := range b.Plan(ts) {
 				for _, s := range steps {
-					for _, argv := range [][]string{s.Argv, s.StdinFrom} {
+					for _, argv := range [][]string{guixCommand(s.Argv), s.StdinFrom} {
 						if len(argv) > 0 && argv[0] == "guix" {
-							if s.On == backend.OnTarget && &argv[0] == &s.Argv[0] {
+							if s.On == backend.OnTarget && len(s.Argv) > 0 && &argv[len(argv)-1] == &s.Argv[len(s.Argv)-1] {
 								target = append(target, argv)
 							} else {
 								local = append(local, argv)
@@ -245,6 +245,15 @@ func TestContract(t *testing.T) {
 			t.Errorf("Instantiate of a broken file: %v, want Guile's read error", errs[0])
 		}
 	})
+}
+
+// guixCommand is the guix command argv runs: argv itself, or what a shell
+// execs ("$@", as the activation's begin line does).
+func guixCommand(argv []string) []string {
+	if len(argv) > 4 && argv[0] == "sh" && argv[1] == "-c" && strings.HasSuffix(argv[2], `exec "$@"`) {
+		return argv[4:]
+	}
+	return argv
 }
 
 // checkLog checks that every argv in a stand-in's log matches one of steps,
@@ -353,3 +362,73 @@ func TestNoGuix(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// TestInterruptedReconfigure interrupts a host's reconfigure while its
+// activation runs (the stand-in's slow one) and rolls back. sshd does not
+// pass the deployer's signal on to a root login's session, so the
+// rollback ends the reconfigure first: otherwise it would switch the host
+// to the interrupted system after the rollback was reported.
+func TestInterruptedReconfigure(t *testing.T) {
+	requireLocal(t)
+	if err := fleet.Requirements(context.Background()); err != nil {
+		backendtest.Skip(t, "the local fleet cannot run: "+err.Error())
+	}
+	bin := standin(t)
+	_, binds := nsDirs(t, "/gnu", "/var/guix", "/etc/guix")
+	deployer := backendtest.Namespace{Name: "local", Binds: binds, Env: withPath(bin)}
+	ctx := context.Background()
+	if err := deployer.Run(ctx, hosts.Cmd{Argv: []string{"guix", "archive", "--generate-key"}, Env: []string{"GUIX_STANDIN_LOG=/dev/null"}}); err != nil {
+		t.Fatal(err)
+	}
+	host := hostsFor(t, bin, 1)[0]
+	dir := systems(t)
+	b := guix.New()
+	deploy := func(actx context.Context, h *schema.Host) (*backend.Target, backend.State, error) {
+		t.Helper()
+		tg := &backend.Target{Host: h}
+		if err := errors.Join(b.Instantiate(ctx, deployer, []*backend.Target{tg})...); err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(b.Build(ctx, deployer, []*backend.Target{tg})...); err != nil {
+			t.Fatal(err)
+		}
+		prev, err := b.State(ctx, host.exec, tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Push(ctx, deployer, host.exec, tg); err != nil {
+			t.Fatal(err)
+		}
+		return tg, prev, b.Activate(actx, host.exec, tg, "switch")
+	}
+	good, _, err := deploy(ctx, guixHost(dir, "good", "good.scm", "local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	slow, prev, err := deploy(actx, guixHost(dir, "slow", "slow.scm", "local"))
+	if err == nil {
+		t.Fatal("the slow reconfigure was not interrupted")
+	}
+	sleeping := func() []string { return backendtest.Processes(t, slow.Out+"/activate") }
+	if len(sleeping()) == 0 {
+		t.Fatalf("no activation of %s running once the reconfigure was interrupted (%v); the test needs it running", slow.Out, err)
+	}
+	if err := b.Rollback(ctx, host.exec, slow, "switch", prev); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	if ps := sleeping(); len(ps) > 0 {
+		t.Errorf("after the rollback the interrupted reconfigure still runs: %q", ps)
+	}
+	// Were it left running, its activation would switch the host within
+	// 20 s of starting; the processes are gone, so the state can be read
+	// at once.
+	s, err := b.State(ctx, host.exec, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Current != good.Out || s.Profile != good.Out {
+		t.Errorf("after the rollback the host runs %s (profile %s), want %s", s.Current, s.Profile, good.Out)
+	}
+}

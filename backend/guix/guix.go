@@ -34,12 +34,15 @@
 //   - Only the "switch" goal is accepted (see Check).
 //   - Rollback is `guix system switch-generation N` to the generation read
 //     before activation, never `roll-back`: a reconfigure that failed before
-//     creating its generation would make `roll-back` go one too far.
+//     creating its generation would make `roll-back` go one too far. After
+//     an interrupted reconfigure (time-out, Ctrl-C) it first ends that
+//     reconfigure's processes, which sshd does not signal for a root login.
 package guix
 
 import (
 	"fmt"
 	"path/filepath"
+	"sync"
 
 	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/schema"
@@ -63,6 +66,11 @@ type Backend struct {
 	// Parallel bounds how many guix processes Instantiate and Build run at
 	// once on the deployer.
 	Parallel int
+
+	mu sync.Mutex
+	// running holds the process of each reconfigure that was interrupted
+	// (it may still run), for Rollback.
+	running map[*backend.Target]int
 }
 
 // New returns the backend with its default settings.

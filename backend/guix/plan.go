@@ -57,6 +57,8 @@ func (b *Backend) plan(t *backend.Target) []backend.Step {
 	steps = append(steps,
 		backend.Step{Phase: backend.PhaseCopy, On: backend.OnTarget, Argv: UnpackArgv(b.Stage), StdinFrom: PackArgv(g), Root: true},
 		backend.Step{Phase: backend.PhaseActivate, On: backend.OnTarget, Argv: ReconfigureArgv(g, b.Stage), Root: true},
+		backend.Step{Phase: backend.PhaseRollback, On: backend.OnTarget, Argv: backend.StopArgv(backend.PlaceActivationPID, stagedConfig(g, b.Stage)),
+			Root: true, When: backend.StopWhen},
 		backend.Step{Phase: backend.PhaseRollback, On: backend.OnTarget, Argv: SwitchGenerationArgv(backend.PlacePrevious),
 			Root: true, When: "activation failed"},
 	)

@@ -174,7 +174,7 @@ func TestStageFiles(t *testing.T) {
 		t.Errorf("stageFiles = %q, want %q", got, want)
 	}
 	if got, want := hosts.ShellJoin(ReconfigureArgv(g, "/run/x")),
-		"guix time-machine -C /run/x/src/forum/guix/channels.scm -- system reconfigure --save-provenance -L /run/x/src/forum/guix/modules -L /run/x/src/shared -L /run/x/src/shared /run/x/src/forum/guix/lb.scm"; got != want {
+		`sh -c 'echo begin $$ && exec "$@"' sh guix time-machine -C /run/x/src/forum/guix/channels.scm -- system reconfigure --save-provenance -L /run/x/src/forum/guix/modules -L /run/x/src/shared -L /run/x/src/shared /run/x/src/forum/guix/lb.scm`; got != want {
 		t.Errorf("ReconfigureArgv = %s\nwant %s", got, want)
 	}
 }

@@ -235,9 +235,20 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 		return phase(backend.PhaseActivate, fmt.Errorf("goal %q: Guix System can only switch", goal))
 	}
 	log := &hosts.OutputLog{}
-	err := remote.Run(ctx, hosts.Cmd{Argv: ReconfigureArgv(t.Host.Guix, b.Stage), Stdout: log, Stderr: log, Privileged: true})
+	bw := &beginWriter{w: log}
+	err := remote.Run(ctx, hosts.Cmd{Argv: ReconfigureArgv(t.Host.Guix, b.Stage), Stdout: bw, Stderr: log, Privileged: true})
 	t.Output = log.String()
 	if err != nil {
+		var ee *hosts.ExitError
+		if pid := bw.pid(); pid > 0 && !errors.As(err, &ee) {
+			// Interrupted, not ended: it may run on (see Rollback).
+			b.mu.Lock()
+			if b.running == nil {
+				b.running = map[*backend.Target]int{}
+			}
+			b.running[t] = pid
+			b.mu.Unlock()
+		}
 		return phase(backend.PhaseActivate, fmt.Errorf("reconfigure: %w", err))
 	}
 	s, err := b.State(ctx, remote, t)
@@ -251,8 +262,62 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 	return nil
 }
 
-// Rollback implements backend.Backend.
+// beginWriter passes on what it is written but for the first line, which
+// it keeps: ReconfigureArgv's begin line.
+type beginWriter struct {
+	w     io.Writer
+	mu    sync.Mutex
+	first []byte
+	done  bool
+}
+
+func (w *beginWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	if !w.done {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.first = append(w.first, p...)
+			return n, nil
+		}
+		w.first, w.done, p = append(w.first, p[:i]...), true, p[i+1:]
+	}
+	if _, err := w.w.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// pid is the process number the begin line gave, or 0.
+func (w *beginWriter) pid() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f := strings.Fields(string(w.first))
+	if !w.done || len(f) != 2 || f[0] != beginLine {
+		return 0
+	}
+	pid, err := strconv.Atoi(f[1])
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
+}
+
+// Rollback implements backend.Backend. After an interrupted reconfigure
+// it first ends that reconfigure, which sshd's closing of the session
+// does not (backend.StopArgv): else it could switch the host after the
+// rollback.
 func (b *Backend) Rollback(ctx context.Context, remote hosts.Executor, t *backend.Target, goal string, prev backend.State) error {
+	b.mu.Lock()
+	pid := b.running[t]
+	delete(b.running, t)
+	b.mu.Unlock()
+	if pid > 0 {
+		if err := remote.Run(ctx, hosts.Cmd{Argv: backend.StopArgv(strconv.Itoa(pid), stagedConfig(t.Host.Guix, b.Stage)), Privileged: true}); err != nil {
+			return phase(backend.PhaseRollback, fmt.Errorf("end the interrupted reconfigure: %w", err))
+		}
+	}
 	if prev.Generation == 0 {
 		return phase(backend.PhaseRollback, errors.New("the host had no system generation before: nothing to roll back to"))
 	}

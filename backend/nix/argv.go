@@ -261,25 +261,10 @@ func activateArgv(system, goal string) []string {
 	return []string{"sh", "-c", activateScript(goal, `exec 8>>`+gcLock+` && flock -s 8 || exit; `+missingCheck), "sh", goal, system}
 }
 
-// stopArgv ends an activation that was interrupted (time-out, Ctrl-C, the
-// connection lost), pid being its script's process, and waits until it has
-// ended, so that it cannot finish after the rollback: sshd does not pass
-// signals on to a root login's session ("session signalling requires
-// privilege separation"), and closing the session ends the process only
-// when it next writes. The process group sshd made for the activation's
-// session (switch-to-configuration and what it runs; sudo too) gets TERM,
-// 10 s later KILL; still there 5 s after that, the rollback fails. A
-// process that is not system's activation (it ended, its number reused)
-// is left alone, and one outside its session's first group is signalled
-// alone.
-func stopArgv(pid, system string) []string {
-	return []string{"sh", "-c", stopScript, "sh", pid, system}
-}
-
-const stopScript = `p=$1 s=$2 i=0 g=; set -- $(sed 's/.*) //' /proc/"$p"/stat 2>/dev/null); [ "$3" = "$4" ] && g=$3; ` +
-	`k() { if [ -n "$g" ]; then kill -s "$1" -- "-$g"; else kill -s "$1" "$p"; fi 2>/dev/null; }; ` +
-	`while grep -qaF -- "$s" /proc/"$p"/cmdline 2>/dev/null; do case $i in 0) k TERM ;; 100) k KILL ;; ` +
-	`150) echo "the interrupted activation (process $p) did not end" >&2; exit 1 ;; esac; sleep 0.1; i=$((i+1)); done`
+// stopArgv ends an interrupted activation of system, pid being its
+// script's process (see backend.StopArgv): the marker is the system's
+// path, which switch-to-configuration's command line has.
+func stopArgv(pid, system string) []string { return backend.StopArgv(pid, system) }
 
 // switchArgv runs the system's activation for goal.
 func switchArgv(system, goal string) []string {

@@ -371,7 +371,7 @@ type rollbackStep struct {
 func rollbackSteps(goal, pid, system, prevGen, prevProfile, prevCurrent, madeGen string) []rollbackStep {
 	always := func(undo) bool { return true }
 	moved := func(u undo) bool { return u.moved }
-	stop := rollbackStep{argv: stopArgv(pid, system), when: "the activation was interrupted (time-out, Ctrl-C, the connection lost): it may still run",
+	stop := rollbackStep{argv: stopArgv(pid, system), when: backend.StopWhen,
 		runs: func(u undo) bool { return u.running }}
 	switch goal {
 	case "test":

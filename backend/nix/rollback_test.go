@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/backend/backendtest"
 	"cuedeploy.dev/cuedeploy/hosts"
 	"cuedeploy.dev/cuedeploy/hosts/fleet"
 	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
@@ -255,14 +256,14 @@ func TestInterruptedActivationIsStoppedFirst(t *testing.T) {
 			t.Fatalf("Activate interrupted after 3s: %v; want it interrupted after it began", err)
 		}
 		stc := slow.Out + "/bin/switch-to-configuration"
-		if len(processes(t, stc)) == 0 {
+		if len(backendtest.Processes(t, stc)) == 0 {
 			t.Fatalf("no %s running once the activation was interrupted; the test needs it running", stc)
 		}
 		if err := b.Rollback(ctx, conn, slow, "switch", prev); err != nil {
 			t.Fatalf("rollback: %v", err)
 		}
 		b.Finish(slow)
-		if ps := processes(t, slow.Out); len(ps) > 0 {
+		if ps := backendtest.Processes(t, slow.Out); len(ps) > 0 {
 			t.Errorf("after the rollback the interrupted activation still runs: %q", ps)
 		}
 		if cur, _ := os.Readlink(h.Path("/run/current-system")); cur != good.Out {
@@ -276,22 +277,4 @@ func TestInterruptedActivationIsStoppedFirst(t *testing.T) {
 			t.Errorf("activations on the host:\n%s\nwant\n%s", data, want)
 		}
 	})
-}
-
-// processes returns the command lines of this machine's processes (the
-// fleet's hosts share its process numbers) that contain s.
-func processes(t *testing.T, s string) []string {
-	t.Helper()
-	files, err := filepath.Glob("/proc/[0-9]*/cmdline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var found []string
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err == nil && strings.Contains(string(data), s) {
-			found = append(found, strings.ReplaceAll(strings.TrimRight(string(data), "\x00"), "\x00", " "))
-		}
-	}
-	return found
 }

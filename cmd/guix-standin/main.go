@@ -28,8 +28,10 @@
 //
 // What is stand-in only: the operating-system file is read with the real
 // Guile, but only to check its syntax and find host-name (and the marker
-// symbol standin-fail-activation, which makes the system's activate script
-// fail so that rollback can be tested); `activate` is a shell script; the
+// symbols standin-fail-activation, which makes the system's activate script
+// fail so that rollback can be tested, and standin-slow-activation, which
+// makes it sleep 20 s before it switches, so that an interrupted
+// activation can be); `activate` is a shell script; the
 // archive format is a tar stream with a small metadata entry per item (see
 // archive.go), unsigned; the ACL lives in /var/guix/standin/acl rather than
 // /etc/guix/acl so that every host of the local fleet (which bind-mounts

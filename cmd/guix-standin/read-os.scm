@@ -2,8 +2,8 @@
 ;; Reads every form of each file given on the command line, so that a syntax
 ;; error is Guile's own error.  With --read-only first, stops there.
 ;; Otherwise the first file is an operating-system declaration: print its
-;; host-name and whether the stand-in's marker standin-fail-activation
-;; appears in it.
+;; host-name and whether the stand-in's markers standin-fail-activation and
+;; standin-slow-activation appear in it.
 (define (read-all file)
   (call-with-input-file file
     (lambda (port)
@@ -49,4 +49,6 @@
             (exit 1))
           (format #t "host-name ~a~%" name)
           (format #t "fail-activation ~a~%"
-                  (if (mentions? forms 'standin-fail-activation) "yes" "no"))))))
+                  (if (mentions? forms 'standin-fail-activation) "yes" "no"))
+          (format #t "slow-activation ~a~%"
+                  (if (mentions? forms 'standin-slow-activation) "yes" "no"))))))

@@ -403,6 +403,11 @@ func writeSystem(l layout, dir, out string, d drv) error {
 	if d.env["failActivation"] == "1" {
 		fail = "echo \"activate: stand-in activation failure, as the configuration asks (standin-fail-activation)\" >&2\nexit 1\n"
 	}
+	if d.env["slowActivation"] == "1" {
+		// Long enough for a test to interrupt it and see whether it
+		// goes on to switch the host afterwards.
+		fail += "sleep 20\n"
+	}
 	activate := "#!/bin/sh\n" +
 		"# Written by the guix stand-in for cuedeploy tests, not GNU Guix.\n" +
 		"set -e\n" +

@@ -31,6 +31,7 @@ var readOS string
 type osInfo struct {
 	hostName       string
 	failActivation bool
+	slowActivation bool
 }
 
 // guile runs the real Guile on readOS; tests set GUIX_STANDIN_GUILE to
@@ -77,6 +78,8 @@ func readOperatingSystem(config string, loadPath []string) (osInfo, error) {
 			in.hostName = v
 		case "fail-activation":
 			in.failActivation = v == "yes"
+		case "slow-activation":
+			in.slowActivation = v == "yes"
 		}
 	}
 	if in.hostName == "" {
@@ -239,6 +242,9 @@ func instantiate(l layout, o sysOpts, c *ctx) (string, error) {
 	}
 	if osi.failActivation {
 		d.env["failActivation"] = "1"
+	}
+	if osi.slowActivation {
+		d.env["slowActivation"] = "1"
 	}
 	if o.provenance {
 		item, err := l.addText("configuration.scm", string(config), nil)
