@@ -26,17 +26,22 @@ type Status string
 
 // The statuses of a host.
 const (
-	Deployed   Status = "deployed"    // the host reached its goal with a new system
-	Unchanged  Status = "unchanged"   // the host already had the system; nothing was done
-	Built      Status = "built"       // deploy build: the system was built
-	Evaluated  Status = "evaluated"   // deploy build: the system evaluated; the host builds it (build: "target")
-	Failed     Status = "failed"      // the host did not reach its goal
-	RolledBack Status = "rolled-back" // activation failed and the host is back on its previous system
-	Cancelled  Status = "cancelled"   // --fail-fast stopped the run before this host finished
+	Deployed Status = "deployed" // the host reached its goal with a new system
+	// DryActivated: --goal dry-activate; the activation said what would
+	// change (Result.Output) and nothing changed.
+	DryActivated Status = "dry-activated"
+	Unchanged    Status = "unchanged"   // the host already had the system; nothing was done
+	Built        Status = "built"       // deploy build: the system was built
+	Evaluated    Status = "evaluated"   // deploy build: the system evaluated; the host builds it (build: "target")
+	Failed       Status = "failed"      // the host did not reach its goal
+	RolledBack   Status = "rolled-back" // activation failed and the host is back on its previous system
+	Cancelled    Status = "cancelled"   // --fail-fast or the user stopped the run before this host finished
 )
 
 // OK reports whether the status means the host reached what was asked.
-func (s Status) OK() bool { return s == Deployed || s == Unchanged || s == Built || s == Evaluated }
+func (s Status) OK() bool {
+	return s == Deployed || s == DryActivated || s == Unchanged || s == Built || s == Evaluated
+}
 
 // Result is one host's outcome.
 type Result struct {
@@ -201,7 +206,8 @@ func Run(ctx context.Context, req Request) []Result {
 	for i := range ready {
 		ready[i] = make(chan struct{})
 	}
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(errFailFast) }
 	defer cancel()
 	go func() {
 		copy(evalErrs, Instantiate(ctx, req.Local, ts, req.Backends))
@@ -222,6 +228,9 @@ func Run(ctx context.Context, req Request) []Result {
 				setFailed(r, backend.PhaseBuild, buildErrs[i])
 				if ctx.Err() != nil {
 					r.Status = Cancelled // interrupted, not failed
+					if errors.Is(buildErrs[i], context.Canceled) {
+						r.Error = "stopped: " + stopReason(ctx)
+					}
 				}
 			case t.Host.Build == "target":
 				r.Status, r.System = Evaluated, t.Out // the host builds it: nothing was built here
@@ -251,7 +260,7 @@ func Run(ctx context.Context, req Request) []Result {
 			select {
 			case connSem <- struct{}{}:
 			case <-runCtx.Done():
-				r.Status, r.Error = Cancelled, "the run was cancelled before this host started"
+				r.Status, r.Error = Cancelled, "stopped before this host started: "+stopReason(runCtx)
 				r.Duration = time.Since(start)
 				obs.Done(*r)
 				return
@@ -456,8 +465,17 @@ func (h *hostRun) pipeline(user, runCtx context.Context) {
 		setFailed(r, r.Phase, noted(err))
 		stopped := ctx.Err() != nil || (linked && runCtx.Err() != nil)
 		if stopped && !timedOut {
-			// Another host failed under --fail-fast, or the user interrupted.
+			// Another host failed under --fail-fast, or the user
+			// interrupted: that is what stopped it, not the step's own
+			// "context canceled".
 			r.Status = Cancelled
+			if errors.Is(err, context.Canceled) {
+				why := ctx
+				if ctx.Err() == nil {
+					why = runCtx
+				}
+				r.Error = "stopped: " + stopReason(why)
+			}
 		}
 	}
 
@@ -561,6 +579,22 @@ func (h *hostRun) pipeline(user, runCtx context.Context) {
 		return
 	}
 	r.Status, r.Phase = Deployed, backend.PhaseDone
+	if goal == "dry-activate" {
+		r.Status = DryActivated
+	}
+}
+
+// errFailFast is the cause of a run stopped by --fail-fast.
+var errFailFast = errors.New("another host failed (--fail-fast)")
+
+// stopReason says why ctx, a cancelled run's or host's context, was
+// cancelled: another host's failure under --fail-fast, or what the user
+// did ("interrupt signal received", from signal.NotifyContext).
+func stopReason(ctx context.Context) string {
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		return c.Error()
+	}
+	return "the run was cancelled"
 }
 
 // rollbackTime bounds a rollback when the host has no timeout of its own.

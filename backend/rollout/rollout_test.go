@@ -535,3 +535,24 @@ func TestBuildOnlyUnbuiltHasNoSystem(t *testing.T) {
 		}
 	}
 }
+
+// A cancelled host says what stopped it, not the step's "context
+// canceled": another host's failure under --fail-fast, or the user.
+func TestCancelledSaysWhy(t *testing.T) {
+	f := &fakeBackend{failActivate: map[string]bool{"h01": true}, block: map[string]bool{"h02": true}}
+	req := request(f, 2)
+	req.FailFast = true
+	rs := byHost(Run(context.Background(), req))
+	if r := rs["h02"]; r.Status != Cancelled || r.Error != "stopped: another host failed (--fail-fast)" {
+		t.Errorf("--fail-fast: h02 %s: %q, want cancelled, saying another host failed", r.Status, r.Error)
+	}
+
+	f = &fakeBackend{block: map[string]bool{"h01": true}}
+	req = request(f, 1)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	time.AfterFunc(100*time.Millisecond, func() { cancel(errors.New("interrupt signal received")) })
+	rs = byHost(Run(ctx, req))
+	if r := rs["h01"]; r.Status != Cancelled || r.Error != "stopped: interrupt signal received" {
+		t.Errorf("interrupted: h01 %s: %q, want cancelled, saying it was interrupted", r.Status, r.Error)
+	}
+}

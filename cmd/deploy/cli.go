@@ -72,6 +72,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "deploy: %v\n", err)
 		return exitInvalid
 	}
+	switch strings.Fields(kctx.Command())[0] {
+	case "deploy":
+		setStopping("stopping; activations under way are rolled back")
+	case "build":
+		setStopping("stopping the build")
+	}
 	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, cli: &c}
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		e.tty = true

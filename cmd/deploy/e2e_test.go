@@ -334,7 +334,7 @@ func TestDeployForumOnLocalFleet(t *testing.T) {
 		before := state(t, h)
 
 		_, res := counted(t, "-t", "release=4", "--on", "forum-2", "--goal", "dry-activate")
-		if s := state(t, h); res["forum-2"].Status != rollout.Deployed || s.current != before.current || s.profile != before.profile {
+		if s := state(t, h); res["forum-2"].Status != rollout.DryActivated || s.current != before.current || s.profile != before.profile {
 			t.Errorf("dry-activate: status %q, state %+v; want nothing changed", res["forum-2"].Status, s)
 		}
 		// What would change is shown: the example's stand-in prints it as

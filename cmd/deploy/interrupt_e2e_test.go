@@ -91,7 +91,7 @@ hosts: [Name=string]: nix: {file: "systems.nix", attribute: Name, args: {salt: _
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 			t.Errorf("deploy ended with %v, want exit 1", err)
 		}
-		if !strings.Contains(out.String(), "interrupted: stopping") || !strings.Contains(out.String(), "rolled-back") {
+		if !strings.Contains(out.String(), "interrupted: stopping; activations under way are rolled back") || !strings.Contains(out.String(), "rolled-back") {
 			t.Errorf("deploy said:\n%s\nwant the interrupt and the rollback reported", out)
 		}
 		// The previous system was activated again, and the host is as

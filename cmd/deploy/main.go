@@ -11,6 +11,14 @@ import (
 	"syscall"
 )
 
+// stopping says what the first interrupt does to the command that runs
+// (run sets it once the command line is parsed).
+var stopping atomic.Pointer[string]
+
+func setStopping(what string) { stopping.Store(&what) }
+
+func init() { setStopping("stopping") }
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The first interrupt stops the run: hosts not yet activating stop, an
@@ -20,7 +28,7 @@ func main() {
 	context.AfterFunc(ctx, func() {
 		stop()
 		if !ended.Load() { // a signal, not the stop below
-			fmt.Fprintln(os.Stderr, "deploy: interrupted: stopping; activations under way are rolled back (interrupt again to quit at once)")
+			fmt.Fprintf(os.Stderr, "deploy: interrupted: %s (interrupt again to quit at once)\n", *stopping.Load())
 		}
 	})
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
