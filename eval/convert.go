@@ -430,7 +430,36 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error 
 	default:
 		e.Msg = firstReal(msgs)
 	}
+	e.Msg += l.tagNote(msgs)
 	return e
+}
+
+// tagNote names the -t NAME=VALUE whose value CUE's messages show in a
+// conflict: the value came in through a @tag, which the error's position
+// (where the value is used) does not tell. It is empty when no -t value
+// appears there.
+func (l *loader) tagNote(msgs []string) string {
+	var notes []string
+	for _, t := range l.tags {
+		_, val, ok := strings.Cut(t, "=")
+		if !ok || val == "" {
+			continue
+		}
+		// CUE quotes a string; a number it shows as it is, a word of its
+		// own.
+		re := regexp.MustCompile(regexp.QuoteMeta(strconv.Quote(val)) + `|(^|[^\w."])` + regexp.QuoteMeta(val) + `($|[^\w."])`)
+		for _, m := range msgs {
+			if strings.Contains(m, "conflicting values") || strings.Contains(m, "invalid value") || strings.Contains(m, "out of bound") {
+				if re.MatchString(m) && !slices.Contains(notes, t) {
+					notes = append(notes, t)
+				}
+			}
+		}
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return " (the value given by -t " + strings.Join(notes, ", -t ") + ")"
 }
 
 var undefinedDefRE = regexp.MustCompile(`undefined field: #(\w+)`)
