@@ -469,12 +469,16 @@ func (h *hostRun) pipeline(user, runCtx context.Context) {
 			// interrupted: that is what stopped it, not the step's own
 			// "context canceled".
 			r.Status = Cancelled
+			why := ctx
+			if ctx.Err() == nil {
+				why = runCtx
+			}
 			if errors.Is(err, context.Canceled) {
-				why := ctx
-				if ctx.Err() == nil {
-					why = runCtx
-				}
 				r.Error = "stopped: " + stopReason(why)
+			} else {
+				// The step's own error (a connection closed under it)
+				// follows the reason.
+				r.Error = "stopped: " + stopReason(why) + "; " + r.Error
 			}
 		}
 	}
