@@ -1,5 +1,11 @@
 package backend
 
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
 // StopArgv ends an activation that was interrupted (time-out, Ctrl-C, the
 // connection lost), pid being the process its script gave when it began,
 // and waits until it has ended, so that it cannot finish after the
@@ -19,6 +25,22 @@ const stopScript = `p=$1 s=$2 i=0 g=; set -- $(sed 's/.*) //' /proc/"$p"/stat 2>
 	`k() { if [ -n "$g" ]; then kill -s "$1" -- "-$g"; else kill -s "$1" "$p"; fi 2>/dev/null; }; ` +
 	`while grep -qaF -- "$s" /proc/"$p"/cmdline 2>/dev/null; do case $i in 0) k TERM ;; 100) k KILL ;; ` +
 	`150) echo "the interrupted activation (process $p) did not end" >&2; exit 1 ;; esac; sleep 0.1; i=$((i+1)); done`
+
+// BeginLine starts the line an activation's script prints before it
+// changes anything, followed by its process number (the number StopArgv
+// takes).
+const BeginLine = "begin"
+
+// BeginPID reads the begin line: BeginLine and a process number.
+func BeginPID(l string) (int, error) {
+	f := strings.Fields(l)
+	if len(f) == 2 && f[0] == BeginLine {
+		if pid, err := strconv.Atoi(f[1]); err == nil && pid > 0 {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("unexpected line %q", l)
+}
 
 // StopWhen is when a plan's StopArgv step runs.
 const StopWhen = "the activation was interrupted (time-out, Ctrl-C, the connection lost): it may still run"

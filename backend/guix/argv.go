@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"cuedeploy.dev/cuedeploy/backend"
 	"cuedeploy.dev/cuedeploy/schema"
 )
 
@@ -140,11 +141,11 @@ const unpackScript = `rm -rf -- "$1" && mkdir -p -- "$1" && tar -x -f - -C "$1"`
 func UnpackArgv(stage string) []string { return []string{"sh", "-c", unpackScript, "sh", stage} }
 
 // ReconfigureArgv switches the host to the system of the staged copy of g.
-// A shell prints beginLine and its process number first, then becomes
+// A shell prints backend.BeginLine and its process number first, then becomes
 // guix (the number stays), so that a rollback after an interruption can
 // end a reconfigure that runs on (see backend.StopArgv).
 func ReconfigureArgv(g *schema.Guix, stage string) []string {
-	return append([]string{"sh", "-c", `echo ` + beginLine + ` $$ && exec "$@"`, "sh"}, reconfigureArgv(g, stage)...)
+	return append([]string{"sh", "-c", `echo ` + backend.BeginLine + ` $$ && exec "$@"`, "sh"}, reconfigureArgv(g, stage)...)
 }
 
 // reconfigureArgv is the guix command ReconfigureArgv runs. Its command
@@ -161,9 +162,6 @@ func reconfigureArgv(g *schema.Guix, stage string) []string {
 }
 
 func stagedConfig(g *schema.Guix, stage string) string { return path.Join(stage, g.Config) }
-
-// beginLine starts what ReconfigureArgv prints before guix runs.
-const beginLine = "begin"
 
 // SwitchGenerationArgv makes generation gen current again, activating it
 // and making it the boot default.

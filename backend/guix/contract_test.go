@@ -407,7 +407,19 @@ func TestInterruptedReconfigure(t *testing.T) {
 	}
 	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	slow, prev, err := deploy(actx, guixHost(dir, "slow", "slow.scm", "local"))
+	// good.scm with the stand-in's marker, whose activate script sleeps
+	// 20 s (real Guix would reject the unbound symbol).
+	src, err := os.ReadFile(filepath.Join(dir, "good.scm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slowHost := guixHost(dir, "slow", "good.scm", "local")
+	slowHost.Guix.Config = filepath.Join(t.TempDir(), "slow.scm")
+	slowSrc := strings.Replace(string(src), "(services %base-services)", "(services (cons (standin-slow-activation) %base-services))", 1)
+	if err := os.WriteFile(slowHost.Guix.Config, []byte(slowSrc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	slow, prev, err := deploy(actx, slowHost)
 	if err == nil {
 		t.Fatal("the slow reconfigure was not interrupted")
 	}

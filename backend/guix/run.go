@@ -293,14 +293,10 @@ func (w *beginWriter) Write(p []byte) (int, error) {
 func (w *beginWriter) pid() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	f := strings.Fields(string(w.first))
-	if !w.done || len(f) != 2 || f[0] != beginLine {
+	if !w.done {
 		return 0
 	}
-	pid, err := strconv.Atoi(f[1])
-	if err != nil || pid <= 0 {
-		return 0
-	}
+	pid, _ := backend.BeginPID(string(w.first))
 	return pid
 }
 

@@ -201,7 +201,7 @@ const gcLock = "/nix/var/nix/gc.lock"
 //
 // Before it changes anything (and before it takes a lock) it prints
 // "begin" (beginLine) and its process number, which stays the same through
-// the exec into switch-to-configuration (see stopArgv), and waits for the
+// the exec into switch-to-configuration (see backend.StopArgv), and waits for the
 // deployer's "yes" (confirmLine),
 // which the deployer gives only while the run goes on: an activation the
 // deployer did not answer ends with the host as it was. locked is what
@@ -227,7 +227,7 @@ const missingCheck = `[ -e "$2" ] || { echo "$2 is not in the host's store (coll
 // what it prints, for switch and boot, before it sets the profile: the
 // generation and "new" if it makes it.
 const (
-	beginLine      = "begin"
+	beginLine      = backend.BeginLine
 	confirmLine    = "yes"
 	generationLine = "generation"
 )
@@ -260,11 +260,6 @@ func sessionActivateArgv(system, goal string) []string {
 func activateArgv(system, goal string) []string {
 	return []string{"sh", "-c", activateScript(goal, `exec 8>>`+gcLock+` && flock -s 8 || exit; `+missingCheck), "sh", goal, system}
 }
-
-// stopArgv ends an interrupted activation of system, pid being its
-// script's process (see backend.StopArgv): the marker is the system's
-// path, which switch-to-configuration's command line has.
-func stopArgv(pid, system string) []string { return backend.StopArgv(pid, system) }
 
 // switchArgv runs the system's activation for goal.
 func switchArgv(system, goal string) []string {

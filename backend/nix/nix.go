@@ -349,7 +349,8 @@ type undo struct {
 	// made: the activation made that generation (one it reused was
 	// there before, and stays).
 	made bool
-	// running: the activation's process may still run (see stopArgv).
+	// running: the activation's process may still run (see
+	// backend.StopArgv).
 	running bool
 }
 
@@ -371,7 +372,8 @@ type rollbackStep struct {
 func rollbackSteps(goal, pid, system, prevGen, prevProfile, prevCurrent, madeGen string) []rollbackStep {
 	always := func(undo) bool { return true }
 	moved := func(u undo) bool { return u.moved }
-	stop := rollbackStep{argv: stopArgv(pid, system), when: backend.StopWhen,
+	// switch-to-configuration's command line names the system.
+	stop := rollbackStep{argv: backend.StopArgv(pid, system), when: backend.StopWhen,
 		runs: func(u undo) bool { return u.running }}
 	switch goal {
 	case "test":
@@ -1356,7 +1358,7 @@ func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog, 
 	var said begun
 	l, err := s.line()
 	if err == nil {
-		said.pid, err = beginPID(l)
+		said.pid, err = backend.BeginPID(l)
 	}
 	if err == nil {
 		if afterBegin != nil {
@@ -1388,18 +1390,6 @@ func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog, 
 	var ee *hosts.ExitError
 	said.ended = err == nil || errors.As(err, &ee)
 	return said, err
-}
-
-// beginPID reads the begin line: beginLine and the script's process
-// number.
-func beginPID(l string) (int, error) {
-	f := strings.Fields(l)
-	if len(f) == 2 && f[0] == beginLine {
-		if pid, err := strconv.Atoi(f[1]); err == nil && pid > 0 {
-			return pid, nil
-		}
-	}
-	return 0, fmt.Errorf("unexpected line %q", l)
 }
 
 // afterBegin, when set (by tests), runs between an activation's begin line

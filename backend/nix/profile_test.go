@@ -176,7 +176,7 @@ func TestActivationWaitsForTheAnswer(t *testing.T) {
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		_, statErr := os.Stat(ran)
-		// The begin line names the script's process (see stopArgv).
+		// The begin line names the script's process (see backend.StopArgv).
 		if want := fmt.Sprintf("%s %d\n", beginLine, cmd.Process.Pid); string(out) != want || (err == nil) != tc.runs || (statErr == nil) != tc.runs {
 			t.Errorf("answer %q: said %q, exit %v, ran %v; want it to say %q and run: %v", tc.stdin, out, err, statErr == nil, want, tc.runs)
 		}

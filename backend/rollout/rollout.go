@@ -206,9 +206,9 @@ func Run(ctx context.Context, req Request) []Result {
 	for i := range ready {
 		ready[i] = make(chan struct{})
 	}
-	runCtx, cancelCause := context.WithCancelCause(ctx)
-	cancel := func() { cancelCause(errFailFast) }
-	defer cancel()
+	runCtx, cancelRun := context.WithCancelCause(ctx)
+	defer cancelRun(nil)
+	cancel := func() { cancelRun(errFailFast) } // --fail-fast stops the run
 	go func() {
 		copy(evalErrs, Instantiate(ctx, req.Local, ts, req.Backends))
 		close(evaluated)
