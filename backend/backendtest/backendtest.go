@@ -265,3 +265,20 @@ func Processes(t testing.TB, s string) []string {
 	}
 	return found
 }
+
+// Quiet waits until no process of this machine names s (see Processes),
+// failing t after 30 s. A negative check that follows it cannot pass
+// merely because what it looks for has not happened yet: nothing that
+// names s runs any more to make it happen.
+func Quiet(t testing.TB, s string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ps := Processes(t, s)
+		if len(ps) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes naming %s still run after 30 s: %q", s, ps)
+		}
+	}
+}

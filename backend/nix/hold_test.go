@@ -167,8 +167,20 @@ func TestOneSessionAtATime(t *testing.T) {
 	conn := dialHost(t, f, h)
 	// Two sessions at once are refused on this connection.
 	held := make(chan error, 1)
+	sessions := func() int {
+		_, n, err := h.SSHDCounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	started := sessions()
 	go func() { held <- conn.Run(ctx, hosts.Cmd{Argv: []string{"sleep", "2"}}) }()
-	time.Sleep(500 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); sessions() == started; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first session did not start")
+		}
+	}
 	if err := conn.Run(ctx, hosts.Cmd{Argv: []string{"true"}}); !errors.Is(err, hosts.ErrSessionRefused) {
 		t.Fatalf("a second session beside a running one: %v, want %v", err, hosts.ErrSessionRefused)
 	}

@@ -6,9 +6,9 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/backend/backendtest"
 	"cuedeploy.dev/cuedeploy/hosts"
 	"cuedeploy.dev/cuedeploy/hosts/fleet"
 )
@@ -34,10 +34,11 @@ func TestPushLeavesTheHostAsItWas(t *testing.T) {
 		if _, err := os.Stat(h.Path(tg.Out)); err != nil {
 			t.Errorf("after Push the system is not in the host's store: %v", err)
 		}
-		// Time for an activation that Push would have let start.
-		time.Sleep(500 * time.Millisecond)
 		untouched("after Push")
 		b.Finish(tg)
+		// Every process on the host that names the system (the waiting
+		// session, an activation Push would have let start) has ended.
+		backendtest.Quiet(t, tg.Out)
 		untouched("after Finish")
 
 		// The same host then deploys as usual: nothing left to copy.

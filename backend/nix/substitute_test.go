@@ -77,7 +77,9 @@ func TestHostSubstitutesFirst(t *testing.T) {
 			if strings.TrimSpace(running) != tg.Out {
 				t.Errorf("the host runs %q, want %s", running, tg.Out)
 			}
-			if n, _ := h.DaemonConnections(); (n > 0) == c.noDaemon {
+			if n, err := h.DaemonConnections(); err != nil {
+				t.Error(err)
+			} else if (n > 0) == c.noDaemon {
 				t.Errorf("the host's daemon accepted a connection: %v; want %v", n > 0, !c.noDaemon)
 			}
 		})

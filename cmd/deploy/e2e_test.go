@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -214,7 +216,10 @@ func TestDeployForumOnLocalFleet(t *testing.T) {
 
 	t.Run("build touches no host", func(t *testing.T) {
 		before := connections(t, f)
-		r := deploy(t, dir, "build", "--nix-option", "substituters=")
+		// Systems no earlier run built: their GC roots can only be this
+		// run's.
+		release := fmt.Sprintf("release=built-%d", time.Now().UnixNano())
+		r := deploy(t, dir, "build", "-t", release, "--nix-option", "substituters=")
 		if r.code != 0 {
 			t.Fatalf("exit %d, want 0", r.code)
 		}
@@ -312,7 +317,10 @@ func TestDeployForumOnLocalFleet(t *testing.T) {
 	})
 
 	t.Run("build on target", func(t *testing.T) {
-		r, res := counted(t, "-t", "release=3", "--on", "forum-1", "--build", "target")
+		// A system no earlier run built here: if the deployer has it
+		// afterwards, it built it.
+		release := fmt.Sprintf("release=target-%d", time.Now().UnixNano())
+		r, res := counted(t, "-t", release, "--on", "forum-1", "--build", "target")
 		if r.code != 0 {
 			t.Fatalf("exit %d, want 0", r.code)
 		}
@@ -323,6 +331,9 @@ func TestDeployForumOnLocalFleet(t *testing.T) {
 		}
 		if _, err := os.Stat(h.Path(got.Drv)); err != nil {
 			t.Errorf("the derivation was not copied to the host: %v", err)
+		}
+		if _, err := os.Stat(got.System); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the system is in the deployer's store (%v): it was built here, not on the host", err)
 		}
 		if s := state(t, h); s.current != got.System {
 			t.Errorf("runs %q, want %q", s.current, got.System)
