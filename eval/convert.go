@@ -633,7 +633,7 @@ func kind(path []string) string {
 var fields = map[string][]string{
 	"deployment": {"name", "hosts"},
 	"host":       {"address", "ssh", "tags", "build", "activation", "timeout", "substitute", "nix", "guix"},
-	"ssh":        {"user", "port", "identityFile", "hostKey", "jumpHost", "sudo"},
+	"ssh":        {"user", "port", "identityFile", "hostKey", "jumpHost", "jumpHostKey", "sudo"},
 	"nix":        {"file", "attribute", "args", "flake"},
 	"guix":       {"config", "loadPath", "channels", "system", "authorize"},
 }
@@ -729,7 +729,7 @@ func expectation(path []string) string {
 		case "address":
 			return "a non-empty DNS name or IP address"
 		case "ssh":
-			return "{user, port, identityFile, hostKey, jumpHost, sudo}"
+			return "{user, port, identityFile, hostKey, jumpHost, jumpHostKey, sudo}"
 		case "tags":
 			return "a list of tags"
 		case "build":
@@ -751,7 +751,7 @@ func expectation(path []string) string {
 			return "a port number from 1 to 65535"
 		case "user":
 			return "a non-empty user name"
-		case "hostKey":
+		case "hostKey", "jumpHostKey":
 			return `an SSH public key such as "ssh-ed25519 AAAA..."`
 		case "identityFile", "jumpHost":
 			return "a non-empty string"

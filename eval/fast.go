@@ -55,6 +55,7 @@ type fastSSH struct {
 	IdentityFile *string `json:"identityFile"`
 	HostKey      *string `json:"hostKey"`
 	JumpHost     *string `json:"jumpHost"`
+	JumpHostKey  *string `json:"jumpHostKey"`
 	Sudo         *bool   `json:"sudo"`
 }
 
@@ -165,11 +166,13 @@ func fastRaw(f *fastHost) (*rawHost, bool) {
 		if !optional(s.IdentityFile, &r.SSH.IdentityFile) || !optional(s.JumpHost, &r.SSH.JumpHost) {
 			return nil, false
 		}
-		if s.HostKey != nil {
-			if !fastHostKey.MatchString(*s.HostKey) {
-				return nil, false
+		for _, k := range []struct{ from, to *string }{{s.HostKey, &r.SSH.HostKey}, {s.JumpHostKey, &r.SSH.JumpHostKey}} {
+			if k.from != nil {
+				if !fastHostKey.MatchString(*k.from) {
+					return nil, false
+				}
+				*k.to = *k.from
 			}
-			r.SSH.HostKey = *s.HostKey
 		}
 	}
 	r.SSH.Sudo = r.SSH.User != "root"

@@ -46,7 +46,7 @@ hosts: {
 	plain: {address: "a", nix: {file: "s.nix", attribute: "x"}}
 	full: {
 		address: "b", tags: ["t1", "x/y:z"], build: "target", activation: "boot", timeout: "1m30s", substitute: true
-		ssh: {user: "deploy", port: 2222, identityFile: "k", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDIIfWomzSCpWyuyaNDBpFtbntFUuWXNC4rLsjpCUHMK key", jumpHost: "ops@bastion:2222", sudo: false}
+		ssh: {user: "deploy", port: 2222, identityFile: "k", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDIIfWomzSCpWyuyaNDBpFtbntFUuWXNC4rLsjpCUHMK key", jumpHost: "ops@bastion:2222", jumpHostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDIIfWomzSCpWyuyaNDBpFtbntFUuWXNC4rLsjpCUHMK", sudo: false}
 		nix: {file: "s.nix", attribute: "y", args: {a: "1"}}
 	}
 	nonroot: {address: "c", ssh: user: "ops", nix: flake: "github:example/fleet#c"}

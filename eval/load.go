@@ -344,6 +344,13 @@ func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema
 			fail(err.Error(), "ssh", "jumpHost")
 		}
 	}
+	if h.SSH.JumpHostKey != "" {
+		if h.SSH.JumpHost == "" {
+			fail("pins the key of a jump host, but ssh.jumpHost is not set", "ssh", "jumpHostKey")
+		} else if err := hosts.CheckHostKey(h.SSH.JumpHostKey); err != nil {
+			fail(fmt.Sprintf("host key %q does not parse (%s): expected the jump host's public key, as in its /etc/ssh/ssh_host_ed25519_key.pub", h.SSH.JumpHostKey, err), "ssh", "jumpHostKey")
+		}
+	}
 	switch {
 	case r.Nix != nil && r.Guix != nil:
 		fail("a host runs exactly one system: set nix or guix, not both")
@@ -456,11 +463,13 @@ func (l *loader) checkBroken(dep cue.Value) Errors {
 			IdentityFile string `json:"identityFile"`
 			HostKey      string `json:"hostKey"`
 			JumpHost     string `json:"jumpHost"`
+			JumpHostKey  string `json:"jumpHostKey"`
 		}
 		if part("ssh", &sshPart) && !broken["ssh"] {
 			r.SSH.IdentityFile = sshPart.IdentityFile
 			r.SSH.HostKey = sshPart.HostKey
 			r.SSH.JumpHost = sshPart.JumpHost
+			r.SSH.JumpHostKey = sshPart.JumpHostKey
 		}
 		var nx schema.Nix
 		if part("nix", &nx) {

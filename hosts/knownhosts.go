@@ -57,7 +57,7 @@ func (e *HostKeyError) Error() string {
 	case HostKeyChanged:
 		what = "has changed"
 	case HostKeyMismatchPin:
-		what = "does not match the pinned hostKey"
+		what = "does not match the pinned key"
 	default:
 		what = "was refused (" + e.Kind + ")"
 	}
@@ -76,6 +76,7 @@ var knownHostsMu sync.Mutex
 // hostKeyChecker checks the key of one host during one handshake.
 type hostKeyChecker struct {
 	name   string // for messages
+	field  string // the CUE field that pins the key: "hostKey" or "jumpHostKey"
 	addr   string // host:port
 	pin    ssh.PublicKey
 	files  []string // known_hosts files; files[0] receives new keys
@@ -109,12 +110,15 @@ func parseHostKey(s string) (ssh.PublicKey, error) {
 	return k, nil
 }
 
-func newHostKeyChecker(name, addr, pinned string, files []string, accept bool) (*hostKeyChecker, error) {
-	h := &hostKeyChecker{name: name, addr: addr, files: files, accept: accept}
+// newHostKeyChecker checks the key of the host name at addr against
+// pinned, or else the known_hosts files; field is the CUE field that pins
+// it, for messages.
+func newHostKeyChecker(name, addr, field, pinned string, files []string, accept bool) (*hostKeyChecker, error) {
+	h := &hostKeyChecker{name: name, addr: addr, field: field, files: files, accept: accept}
 	if pinned != "" {
 		pin, err := parseHostKey(pinned)
 		if err != nil {
-			return nil, fmt.Errorf("parse pinned hostKey %q: %w", pinned, err)
+			return nil, fmt.Errorf("parse pinned %s %q: %w", field, pinned, err)
 		}
 		h.pin = pin
 		h.algorithms = algorithmsFor([]string{pin.Type()})
@@ -169,8 +173,8 @@ func (h *hostKeyChecker) check(hostname string, remote net.Addr, key ssh.PublicK
 	if h.pin != nil {
 		if !bytes.Equal(key.Marshal(), h.pin.Marshal()) {
 			return h.refuse(HostKeyMismatchPin, key, fmt.Sprintf(
-				"ssh.hostKey pins %s %s; if the host was reinstalled, check the new fingerprint on the host and update ssh.hostKey in its CUE",
-				h.pin.Type(), ssh.FingerprintSHA256(h.pin)))
+				"ssh.%s pins %s %s; if the host was reinstalled, check the new fingerprint on the host and update ssh.%s in its CUE",
+				h.field, h.pin.Type(), ssh.FingerprintSHA256(h.pin), h.field))
 		}
 		h.accepted = true
 		return nil
@@ -201,17 +205,17 @@ func (h *hostKeyChecker) lookup(hostname string, remote net.Addr, key ssh.Public
 	case len(ke.Want) > 0:
 		w := ke.Want[0]
 		return h.refuse(HostKeyChanged, key, fmt.Sprintf(
-			"%s:%d records %s %s for it; this may be an attack. If the host was reinstalled, verify the new fingerprint on the host, then remove the old entry (ssh-keygen -R %s -f %s) or pin ssh.hostKey in its CUE; --accept-new-host-keys never replaces a recorded key",
+			"%s:%d records %s %s for it; this may be an attack. If the host was reinstalled, verify the new fingerprint on the host, then remove the old entry (ssh-keygen -R %s -f %s) or pin ssh.%s in its CUE; --accept-new-host-keys never replaces a recorded key",
 			w.Filename, w.Line, w.Key.Type(), ssh.FingerprintSHA256(w.Key),
-			ShellQuote(knownhosts.Normalize(hostname)), ShellQuote(w.Filename)))
+			ShellQuote(knownhosts.Normalize(hostname)), ShellQuote(w.Filename), h.field))
 	case !h.accept:
 		first := "~/.ssh/known_hosts"
 		if len(h.files) > 0 {
 			first = h.files[0]
 		}
 		return h.refuse(HostKeyUnknown, key, fmt.Sprintf(
-			"check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), then pin it in the host's CUE as ssh: hostKey: %q, or run once with --accept-new-host-keys to record it in %s",
-			keyFileType(key), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))), first))
+			"check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub), then pin it in the host's CUE as ssh: %s: %q, or run once with --accept-new-host-keys to record it in %s",
+			keyFileType(key), h.field, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key))), first))
 	}
 	return h.record(hostname, remote, key)
 }

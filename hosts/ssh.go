@@ -68,8 +68,11 @@ type DialOptions struct {
 	// the first known_hosts file. A changed key is always refused.
 	AcceptNewHostKeys bool
 	// JumpHost is a "[user@]host[:port]" bastion to dial through, with the
-	// same keys, or "". Its host key is checked against known_hosts.
+	// same keys, or "".
 	JumpHost string
+	// JumpHostKey pins the bastion's public key as HostKey does the host's;
+	// "" means check known_hosts.
+	JumpHostKey string
 	// ConnectTimeout covers TCP connect and handshake (of the jump host
 	// too); 10s if 0.
 	ConnectTimeout time.Duration
@@ -161,7 +164,7 @@ func dial(ctx context.Context, o DialOptions, addr string) (*Conn, error) {
 		fmt.Errorf("no answer within %s: %w", o.ConnectTimeout, context.DeadlineExceeded))
 	defer cancel()
 
-	hk, err := newHostKeyChecker(o.Name, addr, o.HostKey, o.KnownHostsFiles, o.AcceptNewHostKeys)
+	hk, err := newHostKeyChecker(o.Name, addr, "hostKey", o.HostKey, o.KnownHostsFiles, o.AcceptNewHostKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +187,7 @@ func dial(ctx context.Context, o DialOptions, addr string) (*Conn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("jump host %q: %w", o.JumpHost, err)
 		}
-		jhk, err := newHostKeyChecker(o.JumpHost, jaddr, "", o.KnownHostsFiles, o.AcceptNewHostKeys)
+		jhk, err := newHostKeyChecker(o.JumpHost, jaddr, "jumpHostKey", o.JumpHostKey, o.KnownHostsFiles, o.AcceptNewHostKeys)
 		if err != nil {
 			jc.Close()
 			return nil, err

@@ -1076,12 +1076,34 @@ func TestJumpHost(t *testing.T) {
 		t.Errorf("target users: %q", users)
 	}
 
-	// An unknown jump host is refused like any other host.
+	// An unknown jump host is refused like any other host, and the hint
+	// names the field that pins its key.
 	o.KnownHostsFiles = []string{filepath.Join(t.TempDir(), "empty")}
 	_, err = Dial(context.Background(), o)
 	var hke *HostKeyError
-	if !errors.As(err, &hke) || hke.Kind != HostKeyUnknown || hke.Host != o.JumpHost {
-		t.Errorf("got %v, want the jump host's key unknown", err)
+	if !errors.As(err, &hke) || hke.Kind != HostKeyUnknown || hke.Host != o.JumpHost ||
+		!strings.Contains(err.Error(), "ssh: jumpHostKey: "+strconv.Quote(jump.authorizedLine())) {
+		t.Errorf("got %v, want the jump host's key unknown, with the jumpHostKey to pin", err)
+	}
+
+	// Pinned, the jump host needs no known_hosts entry.
+	o.JumpHostKey = jump.authorizedLine()
+	c = dialT(t, o)
+	if out, err := Output(context.Background(), c, Cmd{Argv: []string{"echo", "pinned"}}); err != nil || out != "pinned\n" {
+		t.Fatalf("through the pinned jump host: %q, %v", out, err)
+	}
+
+	// A pin the jump host does not match is refused before anything is
+	// forwarded: the pin is the target's key, not the jump host's.
+	_, _, before, _ := jump.snapshot()
+	o.JumpHostKey = f.srv.authorizedLine()
+	_, err = Dial(context.Background(), o)
+	if !errors.As(err, &hke) || hke.Kind != HostKeyMismatchPin || hke.Host != o.JumpHost ||
+		hke.Fingerprint != ssh.FingerprintSHA256(jump.hostKey.PublicKey()) || !strings.Contains(err.Error(), "ssh.jumpHostKey pins") {
+		t.Errorf("got %v, want the jump host's key refused for its pin", err)
+	}
+	if _, _, after, _ := jump.snapshot(); len(after) != len(before) {
+		t.Errorf("the refused jump host forwarded %q", after[len(before):])
 	}
 }
 

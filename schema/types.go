@@ -69,6 +69,9 @@ type SSH struct {
 	HostKey string `json:"hostKey,omitempty"`
 	// JumpHost is "[user@]host[:port]" of a bastion, or empty.
 	JumpHost string `json:"jumpHost,omitempty"`
+	// JumpHostKey pins the bastion's public key, or empty to use
+	// known_hosts.
+	JumpHostKey string `json:"jumpHostKey,omitempty"`
 	// Sudo prefixes privileged commands with "sudo -n"; on by default when
 	// User is not root.
 	Sudo bool `json:"sudo"`

@@ -340,6 +340,48 @@ func TestDeployForumOnLocalFleet(t *testing.T) {
 		}
 	})
 
+	t.Run("through a jump host", func(t *testing.T) {
+		// forum-1 is reached through lb's sshd, its key pinned: the run
+		// opens one connection to lb, which forwards one to forum-1.
+		lb := host(t, f, "lb")
+		jump := filepath.Join(dir, "jump.cue")
+		src := fmt.Sprintf("package cd\n\nhosts: \"forum-1\": ssh: {jumpHost: \"root@127.0.0.1:%d\", jumpHostKey: %q}\n", lb.Port, lb.HostKey)
+		if err := os.WriteFile(jump, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(jump)
+		before := connections(t, f)
+		r, res := deployJSONRun(t, dir, "-t", "release=jump", "--on", "forum-1")
+		after := connections(t, f)
+		if r.code != 0 || res["forum-1"].Status != rollout.Deployed {
+			t.Fatalf("exit %d, forum-1 %+v; want it deployed", r.code, res["forum-1"])
+		}
+		if s := state(t, host(t, f, "forum-1")); s.current != res["forum-1"].System {
+			t.Errorf("forum-1 runs %q, want %q", s.current, res["forum-1"].System)
+		}
+		for n, want := range map[string]int{"lb": 1, "forum-1": 1, "forum-2": 0} {
+			if got := after[n] - before[n]; got != want {
+				t.Errorf("%s: %d SSH connections, want %d", n, got, want)
+			}
+		}
+
+		// A jump host whose key is not the pinned one is refused, and
+		// forum-1 is not reached.
+		other := host(t, f, "forum-2").HostKey
+		if err := os.WriteFile(jump, bytes.Replace([]byte(src), []byte(lb.HostKey), []byte(other), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before = connections(t, f)
+		r, res = deployJSONRun(t, dir, "-t", "release=jump-refused", "--on", "forum-1")
+		after = connections(t, f)
+		if got := res["forum-1"]; r.code != 1 || got.Status != rollout.Failed || got.Phase != "connect" || !strings.Contains(got.Error, "ssh.jumpHostKey pins") {
+			t.Errorf("exit %d, forum-1 %+v; want exit 1, failed at connect on the jump host's key", r.code, got)
+		}
+		if got := after["forum-1"] - before["forum-1"]; got != 0 {
+			t.Errorf("forum-1: %d SSH connections through a refused jump host", got)
+		}
+	})
+
 	t.Run("goals", func(t *testing.T) {
 		h := host(t, f, "forum-2")
 		before := state(t, h)

@@ -117,6 +117,7 @@ func (c connection) dialer() func(ctx context.Context, h *schema.Host) (rollout.
 			IdentityFile:      h.SSH.IdentityFile,
 			HostKey:           h.SSH.HostKey,
 			JumpHost:          h.SSH.JumpHost,
+			JumpHostKey:       h.SSH.JumpHostKey,
 			Sudo:              h.SSH.Sudo,
 			AcceptNewHostKeys: c.AcceptNewHostKeys,
 			ConnectTimeout:    c.ConnectTimeout,
