@@ -418,7 +418,7 @@ func (l *loader) message(path []string, msgs []string, poss []token.Pos) *Error 
 			e.Msg += " (also set at " + strings.Join(dedup(also), ", ") + ")"
 		}
 	case expect != "" && exists && uv.Err() == nil:
-		e.Msg = fmt.Sprintf("invalid value %s: expected %s", show(uv), expect)
+		e.Msg = fmt.Sprintf("invalid value %s: expected %s", show(uv), expect) + knownHostsHint(path, uv)
 	case expect != "" && len(set) == 1 && l.literalAt(set[0]) != "":
 		// The user's value already holds the schema's, through an
 		// imported schema.#Host, so it is in error on its own: show
@@ -461,6 +461,27 @@ func (l *loader) tagNote(msgs []string) string {
 	}
 	return " (the value given by -t " + strings.Join(notes, ", -t ") + ")"
 }
+
+// knownHostsHint explains a host key given as a known_hosts line, which
+// ssh-keyscan prints: the host's name comes before the key.
+func knownHostsHint(path []string, v cue.Value) string {
+	if len(path) == 0 || kind(path[:len(path)-1]) != "ssh" {
+		return ""
+	}
+	if last := path[len(path)-1]; last != "hostKey" && last != "jumpHostKey" {
+		return ""
+	}
+	s, err := v.String()
+	if err != nil {
+		return ""
+	}
+	if f := strings.Fields(s); len(f) >= 3 && keyTypeRE.MatchString(f[1]) {
+		return fmt.Sprintf(" (a known_hosts line, as ssh-keyscan prints it: drop the host name %q before the key type)", f[0])
+	}
+	return ""
+}
+
+var keyTypeRE = regexp.MustCompile(`^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+$`)
 
 var undefinedDefRE = regexp.MustCompile(`undefined field: #(\w+)`)
 
