@@ -334,10 +334,13 @@ func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema
 			fail(fmt.Sprintf("identity file %q does not exist", relFile(l.wd, h.SSH.IdentityFile)), "ssh", "identityFile")
 		}
 	}
-	if h.SSH.HostKey != "" {
-		if err := hosts.CheckHostKey(h.SSH.HostKey); err != nil {
-			fail(fmt.Sprintf("host key %q does not parse (%s): expected the host's public key, as in its /etc/ssh/ssh_host_ed25519_key.pub", h.SSH.HostKey, err), "ssh", "hostKey")
+	checkKey := func(field, key, whose string) {
+		if err := hosts.CheckHostKey(key); err != nil {
+			fail(fmt.Sprintf("host key %q does not parse (%s): expected the %s public key, as in its /etc/ssh/ssh_host_ed25519_key.pub", key, err, whose), "ssh", field)
 		}
+	}
+	if h.SSH.HostKey != "" {
+		checkKey("hostKey", h.SSH.HostKey, "host's")
 	}
 	if h.SSH.JumpHost != "" {
 		if err := hosts.CheckJumpHost(h.SSH.JumpHost); err != nil {
@@ -347,8 +350,8 @@ func (l *loader) checkHost(n string, r *rawHost, broken map[string]bool) (schema
 	if h.SSH.JumpHostKey != "" {
 		if h.SSH.JumpHost == "" {
 			fail("pins the key of a jump host, but ssh.jumpHost is not set", "ssh", "jumpHostKey")
-		} else if err := hosts.CheckHostKey(h.SSH.JumpHostKey); err != nil {
-			fail(fmt.Sprintf("host key %q does not parse (%s): expected the jump host's public key, as in its /etc/ssh/ssh_host_ed25519_key.pub", h.SSH.JumpHostKey, err), "ssh", "jumpHostKey")
+		} else {
+			checkKey("jumpHostKey", h.SSH.JumpHostKey, "jump host's")
 		}
 	}
 	switch {
