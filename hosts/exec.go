@@ -45,6 +45,15 @@ type Executor interface {
 	Where() string
 }
 
+// Ended reports whether a command that returned err ran to an end that
+// was reported (nil, or an ExitError), rather than being stopped by its
+// context: one stopped that way may still run on a host, since sshd does
+// not signal a root login's session.
+func Ended(err error) bool {
+	var ee *ExitError
+	return err == nil || errors.As(err, &ee)
+}
+
 // ExitError is a command that ran and failed.
 type ExitError struct {
 	Where  string

@@ -272,13 +272,28 @@ func Processes(t testing.TB, s string) []string {
 // names s runs any more to make it happen.
 func Quiet(t testing.TB, s string) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		ps := Processes(t, s)
-		if len(ps) == 0 {
-			return
-		}
+	var ps []string
+	if !Poll(func() bool { ps = Processes(t, s); return len(ps) == 0 }) {
+		t.Fatalf("processes naming %s still run after 30 s: %q", s, ps)
+	}
+}
+
+// Poll calls cond every 20 ms until it holds, for at most 30 s, and
+// reports whether it held.
+func Poll(cond func() bool) bool {
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("processes naming %s still run after 30 s: %q", s, ps)
+			return false
 		}
+	}
+	return true
+}
+
+// WaitFor fails t unless cond comes to hold within 30 s (see Poll); what
+// names what it waits for.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	if !Poll(cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }

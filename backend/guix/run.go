@@ -239,8 +239,7 @@ func (b *Backend) Activate(ctx context.Context, remote hosts.Executor, t *backen
 	err := remote.Run(ctx, hosts.Cmd{Argv: ReconfigureArgv(t.Host.Guix, b.Stage), Stdout: bw, Stderr: log, Privileged: true})
 	t.Output = log.String()
 	if err != nil {
-		var ee *hosts.ExitError
-		if pid := bw.pid(); pid > 0 && !errors.As(err, &ee) {
+		if pid := bw.pid(); pid > 0 && !hosts.Ended(err) {
 			// Interrupted, not ended: it may run on (see Rollback).
 			b.mu.Lock()
 			if b.running == nil {

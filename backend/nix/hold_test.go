@@ -8,9 +8,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"cuedeploy.dev/cuedeploy/backend"
+	"cuedeploy.dev/cuedeploy/backend/backendtest"
 	"cuedeploy.dev/cuedeploy/hosts"
 	"cuedeploy.dev/cuedeploy/hosts/fleet"
 	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
@@ -159,11 +159,7 @@ func TestOneSessionAtATime(t *testing.T) {
 	if err := syscall.Kill(h.PID, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); listening() == before; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("sshd did not start again after SIGHUP")
-		}
-	}
+	backendtest.WaitFor(t, "sshd to start again after SIGHUP", func() bool { return listening() != before })
 	conn := dialHost(t, f, h)
 	// Two sessions at once are refused on this connection.
 	held := make(chan error, 1)
@@ -176,11 +172,7 @@ func TestOneSessionAtATime(t *testing.T) {
 	}
 	started := sessions()
 	go func() { held <- conn.Run(ctx, hosts.Cmd{Argv: []string{"sleep", "2"}}) }()
-	for deadline := time.Now().Add(10 * time.Second); sessions() == started; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the first session did not start")
-		}
-	}
+	backendtest.WaitFor(t, "the first session to start", func() bool { return sessions() != started })
 	if err := conn.Run(ctx, hosts.Cmd{Argv: []string{"true"}}); !errors.Is(err, hosts.ErrSessionRefused) {
 		t.Fatalf("a second session beside a running one: %v, want %v", err, hosts.ErrSessionRefused)
 	}

@@ -1387,8 +1387,7 @@ func readActivation(ctx context.Context, s *serveSession, log *hosts.OutputLog, 
 	}
 	io.Copy(log, s.out)
 	err = s.wait()
-	var ee *hosts.ExitError
-	said.ended = err == nil || errors.As(err, &ee)
+	said.ended = hosts.Ended(err)
 	return said, err
 }
 

@@ -214,14 +214,10 @@ func TestProfileLockStaleFileIsOpenedAgain(t *testing.T) {
 	if err := holder.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(held); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the script never went on after the lock was let go")
-		}
-	}
+	backendtest.WaitFor(t, "the script to go on after the lock was let go", func() bool {
+		_, err := os.Stat(held)
+		return err == nil
+	})
 	// While the script goes on, the lock file at the path is locked.
 	if err := exec.Command("flock", "-n", lock, "true").Run(); err == nil {
 		t.Error("the lock file at the path was free while the script held the profile's lock: it held the deleted one")

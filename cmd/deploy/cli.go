@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -177,15 +178,18 @@ func plural(n int) string {
 	return "s"
 }
 
-// parseKV parses NAME=VALUE flags.
-func parseKV(flag string, kvs []string) (map[string]string, error) {
+// parseKV parses NAME=VALUE flags into their values and the names in the
+// order given, a name given again where it was last.
+func parseKV(flag string, kvs []string) (map[string]string, []string, error) {
 	m := map[string]string{}
+	var order []string
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, usageError{fmt.Sprintf("%s %q: expected NAME=VALUE", flag, kv)}
+			return nil, nil, usageError{fmt.Sprintf("%s %q: expected NAME=VALUE", flag, kv)}
 		}
 		m[k] = v
+		order = append(slices.DeleteFunc(order, func(n string) bool { return n == k }), k)
 	}
-	return m, nil
+	return m, order, nil
 }

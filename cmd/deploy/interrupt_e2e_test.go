@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"cuedeploy.dev/cuedeploy/backend/backendtest"
 	"cuedeploy.dev/cuedeploy/hosts/fleet"
 	"cuedeploy.dev/cuedeploy/hosts/fleet/fleettest"
 )
@@ -74,7 +75,7 @@ hosts: [Name=string]: nix: {file: "systems.nix", attribute: Name, args: {salt: _
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the activation to begin", func() bool { return len(activations()) > n })
+		backendtest.WaitFor(t, "the activation to begin", func() bool { return len(activations()) > n })
 		return cmd, &out, len(activations())
 	}
 
@@ -112,7 +113,7 @@ hosts: [Name=string]: nix: {file: "systems.nix", attribute: Name, args: {salt: _
 		cmd, _, n := start()
 		cmd.Process.Signal(os.Interrupt)
 		// The rollback's activation of the previous system hangs too.
-		waitFor(t, "the rollback to begin", func() bool { return len(activations()) > n })
+		backendtest.WaitFor(t, "the rollback to begin", func() bool { return len(activations()) > n })
 		sent := time.Now()
 		cmd.Process.Signal(os.Interrupt)
 		err := cmd.Wait()
@@ -124,14 +125,4 @@ hosts: [Name=string]: nix: {file: "systems.nix", attribute: Name, args: {salt: _
 			t.Errorf("deploy took %s to end after the second interrupt", took)
 		}
 	})
-}
-
-// waitFor polls cond for up to 30 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }

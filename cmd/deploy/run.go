@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"cuedeploy.dev/cuedeploy/backend"
@@ -55,17 +53,11 @@ func (o overrides) apply(hs []schema.Host, bs map[string]backend.Backend) error 
 // backends are the registered backends with the nix one configured by the
 // flags.
 func (o overrides) backends() (map[string]backend.Backend, error) {
-	opts, err := parseKV("--nix-option", o.NixOption)
+	opts, order, err := parseKV("--nix-option", o.NixOption)
 	if err != nil {
 		return nil, err
 	}
 	bs := backend.Registered()
-	// In the order given; a name given again counts where it was last.
-	var order []string
-	for _, kv := range o.NixOption {
-		n, _, _ := strings.Cut(kv, "=")
-		order = append(slices.DeleteFunc(order, func(m string) bool { return m == n }), n)
-	}
 	bs["nix"] = nix.New(nix.Options{NixOptions: opts, NixOrder: order})
 	return bs, nil
 }
